@@ -1,0 +1,110 @@
+"""Finding futures in a task's arguments, and putting results in their place.
+
+The rule, the same on every backend: a pel future is a dependency when it is an
+argument, or sits at any depth inside lists, tuples, sets, frozensets and dict
+values (the builtin types exactly; not subclasses such as namedtuples). Nothing
+else is looked into: arrays, dataclasses, your own classes and dict keys are
+opaque.
+
+The cost is kept off the hot path:
+
+* A container is first checked in one C-speed pass over the *types* of its
+  items (``frozenset.isdisjoint(map(type, items))``), so a flat list of a
+  million numbers costs a few milliseconds and no Python code runs per item.
+  Only containers that hold futures or other containers are walked in Python.
+* The processes backend does not even do that: it pickles the call anyway, and
+  a future met by the pickler raises :class:`FutureFoundError`, which is the
+  only case where the walk runs (see ``transport.serialize``).
+
+Found futures are replaced by :class:`Dep` placeholders numbered in the order
+they were met (a future passed twice is one dependency). In a worker process a
+placeholder unpickles straight into the dependency's value; in-process backends
+call :func:`substitute`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ["Dep", "extract", "resolve_dep", "substitute"]
+
+_CONTAINERS: frozenset[type] = frozenset({list, tuple, set, frozenset, dict})
+
+
+class Dep:
+    """Placeholder for the value of the ``index``-th dependency of a call."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __reduce__(self) -> tuple[Any, tuple[int]]:
+        return (resolve_dep, (self.index,))
+
+    def __repr__(self) -> str:
+        return f"Dep({self.index})"
+
+
+# Set by a worker around unpickling one call; a worker runs one call at a time.
+_dep_values: Sequence[Any] = ()
+
+
+def set_dep_values(values: Sequence[Any]) -> None:
+    global _dep_values
+    _dep_values = values
+
+
+def resolve_dep(index: int) -> Any:
+    return _dep_values[index]
+
+
+def _replace(obj: Any, leaf: type, stop: frozenset[type], fn: Callable[[Any], Any]) -> Any:
+    t = type(obj)
+    if t is leaf:
+        return fn(obj)
+    if t is dict:
+        if stop.isdisjoint(map(type, obj.values())):
+            return obj
+        return {k: _replace(v, leaf, stop, fn) for k, v in obj.items()}
+    if t in _CONTAINERS:
+        if stop.isdisjoint(map(type, obj)):
+            return obj
+        items = [_replace(x, leaf, stop, fn) for x in obj]
+        return items if t is list else t(items)
+    return obj
+
+
+def _replace_call(
+    args: tuple[Any, ...], kwargs: dict[str, Any], leaf: type, fn: Callable[[Any], Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    stop = _CONTAINERS | {leaf}
+    if stop.isdisjoint(map(type, args)) and stop.isdisjoint(map(type, kwargs.values())):
+        return args, kwargs
+    return _replace(args, leaf, stop, fn), _replace(kwargs, leaf, stop, fn)
+
+
+def extract(
+    args: tuple[Any, ...], kwargs: dict[str, Any], future_type: type
+) -> tuple[tuple[Any, ...], dict[str, Any], list[Any]]:
+    """Replace futures of ``future_type`` by :class:`Dep`; return them in order."""
+    found: list[Any] = []
+    index: dict[int, Dep] = {}
+
+    def placeholder(fut: Any) -> Dep:
+        dep = index.get(id(fut))
+        if dep is None:
+            dep = index[id(fut)] = Dep(len(found))
+            found.append(fut)
+        return dep
+
+    new_args, new_kwargs = _replace_call(args, kwargs, future_type, placeholder)
+    return new_args, new_kwargs, found
+
+
+def substitute(
+    args: tuple[Any, ...], kwargs: dict[str, Any], values: Sequence[Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Put dependency values where :func:`extract` left placeholders."""
+    return _replace_call(args, kwargs, Dep, lambda dep: values[dep.index])

@@ -1,0 +1,333 @@
+"""``pel.Executor``: the façade users hold.
+
+It validates input, turns a call into a :class:`~pel._runtime.Record` (pickled
+here, in the caller's thread, for backends that pickle, so an unpicklable
+argument fails at ``submit`` and names itself), and hands it to the runtime.
+It owns nothing the runtime thread touches.
+
+Lifetime: ``shutdown()`` or leaving the ``with`` block stops the workers. An
+executor that is garbage-collected without shutdown finishes its queued work
+and then stops them; one still open at interpreter exit is shut down then
+(after an uncaught Ctrl-C, its workers are killed at once).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import os
+import sys
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Literal, ParamSpec, TypeVar
+
+from . import _arguments
+from ._errors import (
+    ExecutorShutdownError,
+    ForeignFutureError,
+    OptionError,
+    SerializationError,
+    WorkerCrashedError,
+)
+from ._futures import Future, FutureFoundError
+from ._map import MapRun
+from ._runtime import Record, Runtime
+from ._task import split_options
+from .backends import load_backend
+from .backends.base import BackendOptions
+from .transport import serialize
+
+__all__ = ["Executor"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Functions remembered (and kept alive) per executor, so each is pickled once.
+_FUNCTIONS_KEPT = 1024
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+class _FunctionTable:
+    """Gives each function an id and, for pickling backends, its pickle, once."""
+
+    def __init__(self, pickles: bool) -> None:
+        self._pickles = pickles
+        self._entries: OrderedDict[int, tuple[Callable[..., Any], int, bytes | None]] = OrderedDict()
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+
+    def lookup(self, fn: Callable[..., Any], name: str) -> tuple[int, bytes | None]:
+        entry = self._entries.get(id(fn))
+        if entry is not None and entry[0] is fn:
+            return entry[1], entry[2]
+        blob = None
+        if self._pickles:
+            try:
+                blob = serialize.dumps_function(fn)
+            except Exception as exc:
+                raise SerializationError(
+                    f"cannot send the function of task {name!r} to a worker: it cannot be "
+                    f"pickled: {type(exc).__name__}: {exc}"
+                ) from exc
+        with self._lock:
+            fn_id = next(self._ids)
+            self._entries[id(fn)] = (fn, fn_id, blob)
+            if len(self._entries) > _FUNCTIONS_KEPT:
+                self._entries.popitem(last=False)
+        return fn_id, blob
+
+
+def _name_of(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
+
+
+def _check_callable(fn: object, where: str) -> None:
+    if not callable(fn):
+        raise TypeError(f"{where} needs a callable first, got {type(fn).__name__}: {fn!r}")
+
+
+class Executor(concurrent.futures.Executor):
+    """Runs calls on a pool of workers; a ``concurrent.futures.Executor``.
+
+    ``max_workers``: how many workers (default: one per core for processes,
+    ``min(32, cores + 4)`` for threads, 1 for inline). ``backend``:
+    ``"processes"`` (default), ``"threads"`` or ``"inline"``. ``mp_context``:
+    a multiprocessing context or start-method name for the processes backend
+    (default forkserver on Linux, spawn elsewhere). ``initializer(*initargs)``
+    runs once in each worker as it starts.
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        *,
+        backend: str = "processes",
+        mp_context: Any = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+    ) -> None:
+        backend_cls = load_backend(backend)
+        if max_workers is None:
+            cores = _cpu_count()
+            max_workers = {"threads": min(32, cores + 4), "inline": 1}.get(backend, cores)
+        elif not isinstance(max_workers, int) or isinstance(max_workers, bool):
+            raise OptionError(f"max_workers must be an int, got {max_workers!r}")
+        elif max_workers < 1:
+            raise OptionError(f"max_workers must be at least 1, got {max_workers}")
+        if backend == "inline":
+            max_workers = 1  # accepted and ignored, so switching backend is one word
+        if initializer is not None and not callable(initializer):
+            raise OptionError(f"initializer must be callable, got {initializer!r}")
+        if not isinstance(initargs, tuple):
+            raise OptionError(f"initargs must be a tuple, got {type(initargs).__name__}")
+        if mp_context is not None and backend != "processes":
+            raise OptionError(f"mp_context only applies to the processes backend, not {backend!r}")
+        options = BackendOptions(max_workers, initializer, initargs, mp_context)
+        self._backend = backend_cls(options)
+        self._backend_name = backend
+        self._max_workers = max_workers
+        self._runtime = Runtime(self._backend, max_workers)
+        self._functions = _FunctionTable(backend_cls.pickles)
+        self._keys = itertools.count()
+        self._shutdown = False
+        self._lock = threading.Lock()
+        _open_runtimes.add(self._runtime)
+        # Garbage-collected without shutdown: finish queued work, then stop.
+        weakref.finalize(self, _close_quietly, self._runtime)
+
+    # -- introspection ----------------------------------------------------------
+
+    @property
+    def max_workers(self) -> int:
+        return self._max_workers
+
+    @property
+    def backend(self) -> str:
+        return self._backend_name
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live worker processes (empty for in-process backends)."""
+        return self._runtime.worker_pids()
+
+    # -- submitting ---------------------------------------------------------------
+
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+        """Run ``fn(*args, **kwargs)`` on a worker; pel futures in the arguments
+        are dependencies (see the user guide for where pel looks for them)."""
+        _check_callable(fn, "submit()")
+        fn, options = split_options(fn)
+        name = options.name if options is not None and options.name else _name_of(fn)
+        payload, deps = self._encode(name, args, kwargs)
+        fn_id, blob = self._functions.lookup(fn, name)
+        priority = options.priority if options is not None else 0
+        with self._lock:
+            self._check_open()
+            future: Future[R] = Future(self._runtime, next(self._keys), name)
+            self._runtime.submit([Record(future, fn, fn_id, blob, payload, deps, priority)])
+        return future
+
+    def _check_open(self) -> None:
+        if self._shutdown:
+            raise ExecutorShutdownError("cannot submit new tasks: this executor was shut down")
+        if self._runtime.broken is not None:
+            raise WorkerCrashedError(self._runtime.broken)
+
+    def _encode(
+        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Any, list[Future[Any]]]:
+        if not self._backend.pickles:
+            new_args, new_kwargs, deps = _arguments.extract(args, kwargs, Future)
+            self._check_owner(name, deps)
+            return (new_args, new_kwargs), deps
+        try:
+            return serialize.dumps((args, kwargs)), []
+        except FutureFoundError:
+            pass  # the call has futures in it: find them, then pickle again
+        except Exception as exc:
+            raise serialize.describe_failure(name, args, kwargs, exc) from None
+        new_args, new_kwargs, deps = _arguments.extract(args, kwargs, Future)
+        self._check_owner(name, deps)
+        try:
+            return serialize.dumps((new_args, new_kwargs)), deps
+        except FutureFoundError as found:
+            raise SerializationError(
+                f"task {name!r}: a pel future is nested inside an object pel does not look "
+                f"into ({found.args[0]!r}); futures are dependencies only as arguments or in "
+                f"lists, tuples, sets and dict values. Pass it as an argument of its own."
+            ) from None
+        except Exception as exc:
+            raise serialize.describe_failure(name, new_args, new_kwargs, exc) from None
+
+    def _check_owner(self, name: str, deps: list[Future[Any]]) -> None:
+        for dep in deps:
+            if dep._owner is not self._runtime:
+                raise ForeignFutureError(
+                    f"task {name!r} was given {dep!r}, a future of another executor; "
+                    f"pass its result (dep.result()) instead"
+                )
+
+    def map(  # type: ignore[override]
+        self,
+        fn: Callable[..., R],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | Literal["auto"] = "auto",
+        ordered: bool = True,
+    ) -> Iterator[R]:
+        """Lazily apply ``fn`` to the items of ``iterables``, in parallel.
+
+        The input is read ahead only as far as the workers need (memory stays
+        bounded for endless iterators). ``chunksize="auto"`` tunes chunk size
+        from measured durations and shrinks it toward the end of the input.
+        ``ordered=False`` yields results as they arrive. An error raised by
+        ``fn`` or by the input is raised where it happened, after the results
+        before it.
+        """
+        _check_callable(fn, "map()")
+        if chunksize != "auto" and (
+            not isinstance(chunksize, int) or isinstance(chunksize, bool) or chunksize < 1
+        ):
+            raise OptionError(f"chunksize must be a positive int or 'auto', got {chunksize!r}")
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
+            raise OptionError(f"timeout must be a non-negative number or None, got {timeout!r}")
+        if not iterables:
+            raise TypeError("map() needs at least one iterable")
+        with self._lock:
+            self._check_open()
+        fn, options = split_options(fn)
+        name = options.name if options is not None and options.name else _name_of(fn)
+        fn_id, blob = self._functions.lookup(fn, name)
+        priority = options.priority if options is not None else 0
+
+        def submit_chunk(items: list[tuple[Any, ...]], first: int) -> Future[Any]:
+            payload: Any = items
+            if self._backend.pickles:
+                payload = self._encode_chunk(name, items, first)
+            with self._lock:
+                self._check_open()
+                future: Future[Any] = Future(self._runtime, next(self._keys), f"{name}[map]")
+                record = Record(future, fn, fn_id, blob, payload, [], priority, chunk=True)
+                self._runtime.submit([record])
+            return future
+
+        run = MapRun(submit_chunk, iterables, self._max_workers, timeout, chunksize, ordered)
+        return run.results()
+
+    def _encode_chunk(self, name: str, items: list[tuple[Any, ...]], first: int) -> bytes:
+        try:
+            return serialize.dumps(items)
+        except Exception:
+            for i, item in enumerate(items):
+                try:
+                    serialize.dumps(item)
+                except FutureFoundError:
+                    raise SerializationError(
+                        f"map() of {name!r}: input item {first + i} holds a pel future; map takes "
+                        f"plain values (use submit() to pass futures)"
+                    ) from None
+                except Exception as exc:
+                    raise SerializationError(
+                        f"map() of {name!r}: input item {first + i} cannot be pickled: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
+            raise
+
+    # -- stopping ------------------------------------------------------------------
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting work; stop the workers when the queued work is done.
+
+        ``cancel_futures=True`` cancels the tasks not yet running first.
+        ``wait=False`` returns at once; the workers stop in the background.
+        """
+        with self._lock:
+            self._shutdown = True
+        self._runtime.close(wait=wait, cancel_futures=cancel_futures)
+        if wait:
+            _open_runtimes.discard(self._runtime)
+
+    def terminate(self) -> None:
+        """Stop now: cancel what is queued, kill the workers, fail what was running.
+
+        What ``Ctrl-C`` inside a ``with`` block does.
+        """
+        with self._lock:
+            self._shutdown = True
+        self._runtime.close(wait=True, cancel_futures=True, kill=True)
+        _open_runtimes.discard(self._runtime)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self.terminate()
+        else:
+            self.shutdown(wait=True)
+        return False
+
+    def __repr__(self) -> str:
+        state = "shut down" if self._shutdown else "open"
+        return f"<pel.Executor {self._backend_name} x{self._max_workers} {state}>"
+
+
+_open_runtimes: weakref.WeakSet[Runtime] = weakref.WeakSet()
+
+
+def _close_quietly(runtime: Runtime) -> None:
+    runtime.close(wait=False, cancel_futures=False)
+
+
+def _close_all_at_exit() -> None:
+    """Interpreter exit: finish and stop every open executor (kill after Ctrl-C)."""
+    interrupted = isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
+    for runtime in list(_open_runtimes):
+        runtime.close(wait=True, cancel_futures=interrupted, kill=interrupted)
+
+
+threading._register_atexit(_close_all_at_exit)  # type: ignore[attr-defined]

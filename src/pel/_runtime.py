@@ -1,0 +1,398 @@
+"""The runtime: the one thread that owns the scheduler state and the futures.
+
+::
+
+    user threads ── submit / cancel / shutdown ──▶ inbox (deque) + backend.wakeup()
+                                                      │
+    runtime thread:  backend.wait() ─▶ reports ─┐     │
+                                                ▼     ▼
+                                    events ─▶ SchedulerState.handle ─▶ instructions
+                                                                        │
+                      backend.send / steal ◀── Dispatch / Steal ────────┤
+                      futures set          ◀── Fail / Cancel / Crashed ─┘
+
+User threads never touch the state: they append to the inbox and wake the
+loop. A wake-up is written only when none is pending, so a burst of submits
+costs one. With a synchronous backend (``inline``) there is no thread: the
+caller runs the loop until nothing is left to do.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ._errors import DependencyError, WorkerCrashedError, describe_exit
+from ._futures import Future
+from .backends.base import Backend, Call, Completed, Exited, GaveBack, Report
+from .scheduler import (
+    Cancel,
+    Cancelled,
+    Crashed,
+    Dispatch,
+    Event,
+    Fail,
+    Finished,
+    Instruction,
+    Release,
+    Returned,
+    SchedulerState,
+    Steal,
+    Submitted,
+    TaskSpec,
+    WorkerJoined,
+    WorkerLost,
+)
+from .transport import serialize
+
+__all__ = ["Record", "Runtime"]
+
+_base_cancel = concurrent.futures.Future.cancel
+
+
+class Record:
+    """What the runtime keeps for a task until it is final."""
+
+    __slots__ = ("chunk", "deps", "fn", "fn_blob", "fn_id", "future", "payload", "priority")
+
+    def __init__(
+        self,
+        future: Future[Any],
+        fn: Callable[..., Any],
+        fn_id: int,
+        fn_blob: bytes | None,
+        payload: Any,
+        deps: list[Future[Any]],
+        priority: int,
+        chunk: bool = False,
+    ) -> None:
+        self.future = future
+        self.fn = fn
+        self.fn_id = fn_id
+        self.fn_blob = fn_blob
+        self.payload = payload
+        self.deps = deps
+        self.priority = priority
+        self.chunk = chunk
+
+
+class Runtime:
+    """Drives one backend for one executor; see the module docstring."""
+
+    def __init__(self, backend: Backend, workers: int) -> None:
+        self._backend = backend
+        self._workers = workers
+        self._state = SchedulerState()
+        self._records: dict[int, Record] = {}
+        #: Pickled results kept for dependents still to be sent (processes only).
+        self._raw: dict[int, bytes] = {}
+        self._inbox: deque[tuple[str, Any]] = deque()
+        self._wake_pending = False
+        self._closing = False
+        self._close_requested = False
+        self._kill = False
+        self._started = False
+        self._finished = threading.Event()
+        self._broken: str | None = None
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._pumping = False
+        #: How each lost worker ended, for the errors of the tasks it held.
+        self._exits: dict[int, Exited] = {}
+        #: Keys settled during the current turn; their records go at its end.
+        self._settled: list[int] = []
+
+    # -- called from user threads ------------------------------------------------
+
+    @property
+    def broken(self) -> str | None:
+        return self._broken
+
+    def submit(self, records: list[Record]) -> None:
+        if not self._started:
+            self._start()
+        self._post("submit", records)
+
+    def notify_cancelled(self, key: int) -> None:
+        self._post("cancel", key)
+
+    def close(self, *, wait: bool, cancel_futures: bool, kill: bool = False) -> None:
+        """Stop after the queued work (or at once, with ``kill``); idempotent."""
+        with self._start_lock:
+            first = not self._close_requested
+            self._close_requested = True
+        if not first:
+            if kill and not self._kill:
+                self._post("close", (cancel_futures, kill))
+            if wait:
+                self.join()
+            return
+        if not self._started:
+            self._closing = True
+            self._backend.close(kill=True)
+            self._finished.set()
+            return
+        self._post("close", (cancel_futures, kill))
+        if wait:
+            self.join()
+
+    def join(self, timeout: float | None = None) -> bool:
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return self._finished.wait(timeout)
+
+    def worker_pids(self) -> list[int]:
+        return self._backend.worker_pids()
+
+    def _post(self, kind: str, item: Any) -> None:
+        self._inbox.append((kind, item))
+        if self._backend.synchronous:
+            self._pump()
+        elif not self._wake_pending:
+            self._wake_pending = True
+            self._backend.wakeup()
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._started:
+                return
+            for _ in range(self._workers):
+                self._add_worker()
+            if not self._backend.synchronous:
+                self._thread = threading.Thread(target=self._loop, name="pel-runtime", daemon=True)
+                self._thread.start()
+            self._started = True
+
+    def _add_worker(self) -> None:
+        worker = self._backend.start_worker()
+        self._inbox.appendleft(("joined", worker))
+
+    # -- the loop --------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                reports = self._backend.wait(None)
+                self._turn(reports)
+                if self._closing and not self._records:
+                    break
+        except BaseException as exc:  # pragma: no cover - a bug in pel itself
+            self._break(f"pel's runtime thread failed: {type(exc).__name__}: {exc}")
+            self._kill = True
+            raise
+        finally:
+            self._backend.close(kill=self._kill)
+            self._finished.set()
+
+    def _pump(self) -> None:
+        """Synchronous mode: run turns in the caller until nothing happens."""
+        if self._pumping:
+            return  # a task submitted from inside a task: the outer pump picks it up
+        self._pumping = True
+        try:
+            while self._turn(self._backend.wait(0)):
+                pass
+            if self._closing and not self._records and not self._finished.is_set():
+                self._backend.close(kill=self._kill)
+                self._finished.set()
+        finally:
+            self._pumping = False
+
+    def _turn(self, reports: list[Report]) -> bool:
+        """One round: take the inbox and the reports, decide, carry out."""
+        now = time.monotonic()
+        events: list[Event] = []
+        self._wake_pending = False
+        inbox = self._inbox
+        while inbox:
+            kind, item = inbox.popleft()
+            if kind == "submit":
+                self._accept(item, events, now)
+            elif kind == "cancel":
+                events.append(Cancelled([item], now))
+                record = self._records.get(item)
+                if record is not None:
+                    record.future.set_running_or_notify_cancel()
+                    self._settled.append(item)
+            elif kind == "joined":
+                events.append(WorkerJoined(item, now))
+            else:
+                self._begin_close(*item, events, now)
+        for report in reports:
+            self._absorb(report, events, now)
+        if not events:
+            return False
+        self._carry_out(self._state.handle(*events))
+        return True
+
+    def _accept(self, records: list[Record], events: list[Event], now: float) -> None:
+        specs = []
+        for record in records:
+            key = record.future.key
+            if self._broken is not None:
+                record.future.set_exception(WorkerCrashedError(self._broken))
+                continue
+            if self._failed_dependency(record) is not None:
+                continue
+            self._records[key] = record
+            specs.append(TaskSpec(key, tuple(dep.key for dep in record.deps), record.priority))
+        if specs:
+            events.append(Submitted(specs, now))
+
+    def _failed_dependency(self, record: Record) -> Future[Any] | None:
+        """Settle a task at once if a dependency already failed or was cancelled."""
+        for dep in record.deps:
+            if dep.cancelled():
+                _cancel(record.future)
+                return dep
+            if dep.done() and dep.exception() is not None:
+                record.future.set_exception(_dependency_error(record.future, dep))
+                return dep
+        return None
+
+    def _absorb(self, report: Report, events: list[Event], now: float) -> None:
+        if type(report) is Completed:
+            results = []
+            for outcome in report.outcomes:
+                record = self._records.get(outcome.key)
+                if record is None:
+                    continue
+                if outcome.ok:
+                    if outcome.raw is not None:
+                        self._raw[outcome.key] = outcome.raw
+                    record.future.set_result(outcome.value)
+                else:
+                    record.future.set_exception(outcome.value)
+                    self._settled.append(outcome.key)
+                results.append((outcome.key, outcome.ok, outcome.seconds))
+            events.append(Finished(report.worker, results, now))
+        elif type(report) is GaveBack:
+            events.append(Returned(report.worker, report.keys, now))
+        elif type(report) is Exited:
+            self._on_exit(report, events, now)
+
+    def _on_exit(self, report: Exited, events: list[Event], now: float) -> None:
+        events.append(WorkerLost(report.worker, now))
+        self._exits[report.worker] = report
+        if report.detail:  # the initializer failed: every replacement would too
+            self._break(f"a worker (pid {report.pid}) could not start: {report.detail}")
+        if not self._closing and self._broken is None:
+            self._add_worker()
+
+    def _break(self, message: str) -> None:
+        self._broken = message
+        for record in list(self._records.values()):
+            if not record.future.done():
+                if _claim(record.future):
+                    record.future.set_exception(WorkerCrashedError(message))
+        self._records.clear()
+
+    def _begin_close(self, cancel_futures: bool, kill: bool, events: list[Event], now: float) -> None:
+        self._closing = True
+        self._kill = self._kill or kill
+        if cancel_futures or kill:
+            pending = [k for k, r in self._records.items() if not r.future.running()]
+            for key in pending:
+                _cancel(self._records[key].future)
+            if pending:
+                events.append(Cancelled(pending, now))
+        if kill:
+            for record in self._records.values():
+                if not record.future.done():
+                    record.future.set_exception(
+                        WorkerCrashedError("the executor was shut down while this task ran")
+                    )
+            self._records.clear()
+
+    # -- instructions -------------------------------------------------------------------
+
+    def _carry_out(self, instructions: list[Instruction]) -> None:
+        records = self._records
+        for ins in instructions:
+            if type(ins) is Dispatch:
+                calls = []
+                for key in ins.keys:
+                    record = records[key]
+                    if not _claim(record.future):
+                        continue  # cancelled meanwhile; its Cancelled event follows
+                    calls.append(self._call(key, record))
+                if calls:
+                    self._backend.send(ins.worker, calls)
+            elif type(ins) is Release:
+                for key in ins.keys:
+                    self._raw.pop(key, None)
+                    records.pop(key, None)
+            elif type(ins) is Fail:
+                cause = records[ins.cause].future
+                for key in ins.keys:
+                    future = records.pop(key).future
+                    future.set_exception(_dependency_error(future, cause))
+            elif type(ins) is Cancel:
+                for key in ins.keys:
+                    _cancel(records.pop(key).future)
+            elif type(ins) is Crashed:
+                self._fail_crashed(ins)
+            elif type(ins) is Steal:
+                self._backend.steal(ins.worker, ins.count)
+        # Failed, crashed and cancelled tasks leave the table once the
+        # instructions naming them as a cause have been carried out.
+        for key in self._settled:
+            records.pop(key, None)
+        self._settled.clear()
+
+    def _call(self, key: int, record: Record) -> Call:
+        deps: list[Any] = []
+        if record.deps:
+            if self._backend.pickles:
+                for dep in record.deps:
+                    raw = self._raw.get(dep.key)
+                    deps.append(raw if raw is not None else serialize.dumps(dep.result()))
+            else:
+                deps = [dep.result() for dep in record.deps]
+        return Call(key, record.fn, record.fn_id, record.fn_blob, record.payload, deps, record.chunk)
+
+    def _fail_crashed(self, ins: Crashed) -> None:
+        exit_report = self._exits.pop(ins.worker, None)
+        pid = exit_report.pid if exit_report else None
+        exitcode = exit_report.exitcode if exit_report else None
+        how = describe_exit(exitcode)
+        for key in ins.keys:
+            record = self._records.get(key)
+            if record is None or record.future.done():
+                continue
+            self._settled.append(key)
+            message = (
+                f"the worker process (pid {pid}) holding task {record.future.name!r} {how}; "
+                f"the {len(ins.keys)} task(s) it held are lost"
+            )
+            record.future.set_exception(WorkerCrashedError(message, exitcode))
+
+
+def _claim(future: Future[Any]) -> bool:
+    """Mark a future running before its task is sent; False if it was cancelled.
+
+    A task given back by a worker after a steal is sent again, already running.
+    """
+    return future.running() or future.set_running_or_notify_cancel()
+
+
+def _cancel(future: Future[Any]) -> None:
+    """Cancel without telling the runtime again, and wake ``wait()`` callers."""
+    if _base_cancel(future):
+        future.set_running_or_notify_cancel()
+
+
+def _dependency_error(future: Future[Any], cause: Future[Any]) -> DependencyError:
+    exc = cause.exception()
+    err = DependencyError(
+        f"task {future.name!r} did not run: its dependency {cause.name!r} failed with "
+        f"{type(exc).__name__}: {exc}",
+        dependency=cause.name,
+    )
+    err.__cause__ = exc
+    return err

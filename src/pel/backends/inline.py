@@ -1,0 +1,47 @@
+"""The inline backend: every task runs in the caller's thread, at submit.
+
+For debugging: breakpoints, ``pdb`` and profilers see the task as ordinary
+code, and tracebacks are local. There is no runtime thread; the runtime runs
+its loop in the submitting thread until nothing is left to do, so a task's
+future is done when ``submit`` returns (its dependencies always are).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from .base import Backend, Call, Completed, Report, run_call
+
+__all__ = ["InlineBackend"]
+
+
+class InlineBackend(Backend):
+    name: ClassVar[str] = "inline"
+    synchronous: ClassVar[bool] = True
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._reports: list[Report] = []
+        self._initialized = False
+
+    def start_worker(self) -> int:
+        if not self._initialized and self.options.initializer is not None:
+            self.options.initializer(*self.options.initargs)
+        self._initialized = True
+        return 0
+
+    def send(self, worker: int, calls: list[Call]) -> None:
+        self._reports.append(Completed(worker, [run_call(call) for call in calls]))
+
+    def steal(self, worker: int, count: int) -> None:
+        pass  # nothing is ever queued: each call runs as it is sent
+
+    def wait(self, timeout: float | None) -> list[Report]:
+        reports, self._reports = self._reports, []
+        return reports
+
+    def wakeup(self) -> None:
+        pass
+
+    def close(self, *, kill: bool) -> None:
+        self._reports.clear()

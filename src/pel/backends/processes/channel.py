@@ -1,0 +1,50 @@
+"""Length-prefixed frames over a pipe, and the messages both ends exchange.
+
+A frame is an 8-byte little-endian length and that many bytes of pickle.
+Parent to worker: ``(RUN, functions, forget, calls)``, ``(STEAL, count)``,
+``(STOP,)``. Worker to parent: ``(DONE, results)``, ``(RETURNED, keys)``,
+``(INIT_FAILED, text)``.
+"""
+
+from __future__ import annotations
+
+import struct
+
+RUN, STEAL, STOP = 1, 2, 3
+DONE, RETURNED, INIT_FAILED = 11, 12, 13
+
+_HEADER = struct.Struct("<Q")
+HEADER_SIZE = _HEADER.size
+
+
+def frame(payload: bytes) -> bytes:
+    return _HEADER.pack(len(payload)) + payload
+
+
+class FrameReader:
+    """Turns a byte stream, fed in any pieces, back into frames."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self._buffer
+        buf += data
+        frames = []
+        start = 0
+        end = len(buf)
+        while end - start >= HEADER_SIZE:
+            (size,) = _HEADER.unpack_from(buf, start)
+            if end - start - HEADER_SIZE < size:
+                break
+            body = start + HEADER_SIZE
+            frames.append(bytes(buf[body : body + size]))
+            start = body + size
+        if start:
+            del buf[:start]
+        return frames
+
+    def pending(self) -> int:
+        return len(self._buffer)

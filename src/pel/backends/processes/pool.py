@@ -1,0 +1,300 @@
+"""The parent side of the processes backend (data flow in the package docstring)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import selectors
+import sys
+from collections import OrderedDict
+from typing import Any, ClassVar
+
+from ..._errors import OptionError
+from ...transport import serialize
+from ..base import Backend, BackendOptions, Call, Completed, Exited, GaveBack, Outcome, Report
+from . import worker as worker_module
+from .channel import DONE, INIT_FAILED, RETURNED, RUN, STEAL, STOP, FrameReader, frame
+
+__all__ = ["ProcessesBackend", "default_context"]
+
+#: Functions a worker keeps; past this the parent tells it to forget the oldest.
+FUNCTIONS_PER_WORKER = 256
+_READ_SIZE = 1 << 20
+
+
+def default_context() -> multiprocessing.context.BaseContext:
+    """forkserver on Linux (fork is unsafe with threads), spawn elsewhere."""
+    if sys.platform.startswith("linux"):
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["__main__", worker_module.__name__])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def _resolve_context(mp_context: Any) -> multiprocessing.context.BaseContext:
+    if mp_context is None:
+        return default_context()
+    if isinstance(mp_context, str):
+        try:
+            return multiprocessing.get_context(mp_context)
+        except ValueError as exc:
+            raise OptionError(f"mp_context: {exc}") from None
+    if isinstance(mp_context, multiprocessing.context.BaseContext):
+        return mp_context
+    raise OptionError(
+        f"mp_context must be a multiprocessing context or a start method name, got {mp_context!r}"
+    )
+
+
+class _WorkerHandle:
+    """The parent's view of one worker process."""
+
+    __slots__ = ("fd_in", "fd_out", "functions", "id", "outbox", "process", "reader", "conns")
+
+    def __init__(self, worker_id: int, process: Any, fd_out: int, fd_in: int, conns: Any) -> None:
+        self.id = worker_id
+        self.process = process
+        self.fd_out = fd_out  # parent writes calls here
+        self.fd_in = fd_in  # parent reads results here
+        self.conns = conns  # keeps the fds' owners alive
+        self.outbox: list[memoryview] = []
+        self.reader = FrameReader()
+        self.functions: OrderedDict[int, None] = OrderedDict()
+
+
+class ProcessesBackend(Backend):
+    name: ClassVar[str] = "processes"
+    pickles: ClassVar[bool] = True
+
+    def __init__(self, options: BackendOptions) -> None:
+        super().__init__(options)
+        self._ctx = _resolve_context(options.mp_context)
+        self._init_blob = (
+            serialize.dumps_function(options.initializer) if options.initializer else None
+        )
+        self._initargs_blob = serialize.dumps(options.initargs) if options.initializer else None
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._workers: dict[int, _WorkerHandle] = {}
+        self._next_id = 0
+        self._closed = False
+
+    # -- workers ------------------------------------------------------------------
+
+    def start_worker(self) -> int:
+        child_in, parent_out = self._ctx.Pipe(duplex=False)
+        parent_in, child_out = self._ctx.Pipe(duplex=False)
+        process = self._ctx.Process(  # type: ignore[attr-defined]
+            target=worker_module.main,
+            args=(child_in, child_out, self._init_blob, self._initargs_blob),
+            name=f"pel-worker-{self._next_id}",
+        )
+        process.start()
+        child_in.close()
+        child_out.close()
+        handle = _WorkerHandle(
+            self._next_id, process, parent_out.fileno(), parent_in.fileno(), (parent_out, parent_in)
+        )
+        self._next_id += 1
+        os.set_blocking(handle.fd_out, False)
+        os.set_blocking(handle.fd_in, False)
+        self._workers[handle.id] = handle
+        self._selector.register(handle.fd_in, selectors.EVENT_READ, (handle, "results"))
+        self._selector.register(process.sentinel, selectors.EVENT_READ, (handle, "sentinel"))
+        return handle.id
+
+    def worker_pids(self) -> list[int]:
+        return [h.process.pid for h in self._workers.values() if h.process.pid is not None]
+
+    # -- sending ------------------------------------------------------------------
+
+    def send(self, worker: int, calls: list[Call]) -> None:
+        handle = self._workers.get(worker)
+        if handle is None:
+            return  # died meanwhile; its Exited report is on its way
+        functions = []
+        forget = []
+        known = handle.functions
+        for call in calls:
+            if call.fn_id in known:
+                known.move_to_end(call.fn_id)
+                continue
+            functions.append((call.fn_id, call.fn_blob))
+            known[call.fn_id] = None
+            if len(known) > FUNCTIONS_PER_WORKER:
+                forget.append(known.popitem(last=False)[0])
+        wire = [(c.key, c.fn_id, c.payload, c.deps, c.chunk) for c in calls]
+        self._post(handle, (RUN, functions, forget, wire))
+
+    def steal(self, worker: int, count: int) -> None:
+        handle = self._workers.get(worker)
+        if handle is not None:
+            self._post(handle, (STEAL, count))
+
+    def _post(self, handle: _WorkerHandle, message: tuple[Any, ...]) -> None:
+        data = frame(pickle.dumps(message, 5))
+        if not handle.outbox:
+            try:
+                written = os.write(handle.fd_out, data)
+            except BlockingIOError:
+                written = 0
+            except BrokenPipeError:
+                return  # the worker is gone; its sentinel will say so
+            if written == len(data):
+                return
+            handle.outbox.append(memoryview(data)[written:])
+            self._watch_writable(handle, True)
+        else:
+            handle.outbox.append(memoryview(data))
+
+    def _watch_writable(self, handle: _WorkerHandle, on: bool) -> None:
+        key = self._selector.get_map().get(handle.fd_out)
+        if on and key is None:
+            self._selector.register(handle.fd_out, selectors.EVENT_WRITE, (handle, "writable"))
+        elif not on and key is not None:
+            self._selector.unregister(handle.fd_out)
+
+    def _drain_outbox(self, handle: _WorkerHandle) -> None:
+        while handle.outbox:
+            view = handle.outbox[0]
+            try:
+                written = os.write(handle.fd_out, view)
+            except BlockingIOError:
+                return
+            except BrokenPipeError:
+                handle.outbox.clear()
+                break
+            if written < len(view):
+                handle.outbox[0] = view[written:]
+                return
+            handle.outbox.pop(0)
+        self._watch_writable(handle, False)
+
+    # -- receiving ----------------------------------------------------------------
+
+    def wait(self, timeout: float | None) -> list[Report]:
+        reports: list[Report] = []
+        for key, _ in self._selector.select(timeout):
+            if key.data is None:
+                try:
+                    while os.read(self._wake_r, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+                continue
+            handle, what = key.data
+            if what == "results":
+                self._read_results(handle, reports)
+            elif what == "writable":
+                self._drain_outbox(handle)
+            elif handle.id in self._workers:
+                self._on_exit(handle, reports)
+        return reports
+
+    def _read_results(self, handle: _WorkerHandle, reports: list[Report]) -> None:
+        while True:
+            try:
+                data = os.read(handle.fd_in, _READ_SIZE)
+            except BlockingIOError:
+                return
+            if not data:
+                return  # EOF: the sentinel reports the exit
+            for message in handle.reader.feed(data):
+                self._decode(handle, pickle.loads(message), reports)
+
+    def _decode(self, handle: _WorkerHandle, message: tuple[Any, ...], reports: list[Report]) -> None:
+        kind = message[0]
+        if kind == DONE:
+            outcomes = [_outcome(*item) for item in message[1]]
+            reports.append(Completed(handle.id, outcomes))
+        elif kind == RETURNED:
+            reports.append(GaveBack(handle.id, message[1]))
+        elif kind == INIT_FAILED:
+            reports.append(
+                Exited(handle.id, None, handle.process.pid, f"its initializer failed:\n{message[1]}")
+            )
+            self._forget_worker(handle, wait=True)
+
+    def _on_exit(self, handle: _WorkerHandle, reports: list[Report]) -> None:
+        # Results written just before the exit are still in the pipe.
+        handle.process.join(timeout=5)
+        self._read_results(handle, reports)
+        reports.append(Exited(handle.id, handle.process.exitcode, handle.process.pid))
+        self._forget_worker(handle, wait=False)
+
+    def _forget_worker(self, handle: _WorkerHandle, *, wait: bool) -> None:
+        self._workers.pop(handle.id, None)
+        for fd in (handle.fd_in, handle.fd_out, handle.process.sentinel):
+            try:
+                self._selector.unregister(fd)
+            except (KeyError, ValueError):
+                pass
+        if wait:
+            handle.process.join(timeout=5)
+        for conn in handle.conns:
+            conn.close()
+
+    def wakeup(self) -> None:
+        if self._closed:
+            return
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # already signalled, or closed at shutdown
+
+    # -- stopping -----------------------------------------------------------------
+
+    def close(self, *, kill: bool) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        handles = list(self._workers.values())
+        for handle in handles:
+            if kill:
+                handle.process.kill()
+            else:
+                self._post(handle, (STOP,))
+        if not kill:
+            self._flush_all(handles)
+        for handle in handles:
+            handle.process.join(timeout=None if not kill else 10)
+            if handle.process.exitcode is None:  # pragma: no cover - should not happen
+                handle.process.kill()
+                handle.process.join()
+            self._forget_worker(handle, wait=False)
+            handle.process.close()
+        self._selector.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def _flush_all(self, handles: list[_WorkerHandle]) -> None:
+        """Finish writing queued messages (STOP included) before waiting for exits."""
+        for handle in handles:
+            if handle.outbox:
+                os.set_blocking(handle.fd_out, True)
+                try:
+                    for view in handle.outbox:
+                        while view:
+                            view = view[os.write(handle.fd_out, view) :]
+                except BrokenPipeError:
+                    pass
+                handle.outbox.clear()
+
+
+def _outcome(key: int, ok: bool, blob: bytes, seconds: float) -> Outcome:
+    try:
+        value = pickle.loads(blob)
+    except Exception as exc:
+        from ..._errors import SerializationError
+
+        err = SerializationError(
+            f"the task's {'result' if ok else 'exception'} could not be unpickled here: "
+            f"{type(exc).__name__}: {exc}"
+        )
+        err.__cause__ = exc
+        return Outcome(key, False, err, seconds)
+    return Outcome(key, ok, value, seconds, blob if ok else None)

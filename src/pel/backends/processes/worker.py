@@ -1,0 +1,196 @@
+"""The worker process: read calls, run them one at a time, send results back.
+
+One thread. Calls arrive in batches and wait in a local deque; between calls
+the worker reads whatever else has arrived (so a STEAL is answered as soon as
+the running call ends). Results are batched: sent when nothing is queued, or
+when the oldest unsent one has waited ``FLUSH_SECONDS``, so tiny tasks share
+a write while a long task's result leaves as soon as it is ready.
+
+SIGINT is ignored: Ctrl-C in a terminal reaches the whole process group, and
+it is the parent's to act on. On Linux the worker also asks to be killed when
+its parent dies, so a killed parent leaves no worker behind.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import signal
+import sys
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ..._arguments import set_dep_values
+from ...transport import serialize
+from ..base import remote_error, run_chunk
+from .channel import DONE, INIT_FAILED, RETURNED, RUN, STEAL, STOP, FrameReader, frame
+
+FLUSH_SECONDS = 0.002
+_READ_SIZE = 1 << 20
+
+
+def _die_with_parent() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):  # pragma: no cover - no prctl here
+        pass
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _encode_error(exc: BaseException) -> bytes:
+    remote_error(exc)
+    try:
+        return serialize.dumps_with_tracebacks(exc)
+    except Exception as pickling_error:
+        from ..._errors import SerializationError
+
+        substitute = SerializationError(
+            f"the task raised {type(exc).__name__}: {exc}, which cannot be pickled "
+            f"({type(pickling_error).__name__}: {pickling_error})"
+        )
+        substitute.__cause__ = exc.__cause__
+        return serialize.dumps_with_tracebacks(substitute)
+
+
+class _Worker:
+    def __init__(self, read_fd: int, write_fd: int) -> None:
+        self.read_fd = read_fd
+        self.write_fd = write_fd
+        self.reader = FrameReader()
+        self.poller = select.poll()
+        self.poller.register(read_fd, select.POLLIN)
+        self.queue: deque[tuple[int, int, bytes, list[bytes], bool]] = deque()
+        self.functions: dict[int, Callable[..., Any]] = {}
+        self.unsent: list[tuple[int, bool, bytes, float]] = []
+        self.first_unsent = 0.0
+        self.stopping = False
+        self.parent_gone = False
+
+    def read(self, block: bool) -> None:
+        """Read what has arrived (waiting for something when ``block``)."""
+        while block or self.poller.poll(0):
+            data = os.read(self.read_fd, _READ_SIZE)
+            if not data:
+                self.parent_gone = True
+                return
+            for message in self.reader.feed(data):
+                self.handle(pickle.loads(message))
+            block = self.reader.pending() > 0  # finish a frame that is half here
+
+    def handle(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == RUN:
+            _, functions, forget, calls = message
+            for fn_id, blob in functions:
+                self.functions[fn_id] = pickle.loads(blob)
+            for fn_id in forget:
+                self.functions.pop(fn_id, None)
+            self.queue.extend(calls)
+        elif kind == STEAL:
+            count = min(message[1], len(self.queue))
+            keys = [self.queue.pop()[0] for _ in range(count)]
+            self.flush()
+            _write_all(self.write_fd, frame(pickle.dumps((RETURNED, keys), 5)))
+        elif kind == STOP:
+            self.stopping = True
+
+    def run_one(self) -> None:
+        key, fn_id, payload, deps, chunk = self.queue.popleft()
+        start = time.perf_counter()
+        try:
+            fn = self.functions[fn_id]
+            set_dep_values([pickle.loads(d) for d in deps] if deps else ())
+            try:
+                call_args = pickle.loads(payload)
+            finally:
+                set_dep_values(())
+            if chunk:
+                value: Any = run_chunk(fn, call_args)
+            else:
+                args, kwargs = call_args
+                value = fn(*args, **kwargs)
+            ok = True
+        except SystemExit:
+            # The task asked this process to exit: it does, and the parent
+            # reports the exit code. Results already computed go first.
+            self.flush()
+            raise
+        except BaseException as exc:
+            value, ok = exc, False
+        seconds = time.perf_counter() - start
+        if ok:
+            try:
+                blob = (
+                    serialize.dumps_with_tracebacks(value)
+                    if chunk and value[1] is not None
+                    else serialize.dumps(value)
+                )
+            except Exception as exc:
+                from ..._errors import SerializationError
+
+                err = SerializationError(
+                    f"the result of the task, a {type(value).__name__}, cannot be pickled "
+                    f"to send it back: {type(exc).__name__}: {exc}"
+                )
+                blob, ok = _encode_error(err), False
+        else:
+            blob = _encode_error(value)
+        if not self.unsent:
+            self.first_unsent = time.perf_counter()
+        self.unsent.append((key, ok, blob, seconds))
+
+    def flush(self) -> None:
+        if self.unsent:
+            batch, self.unsent = self.unsent, []
+            _write_all(self.write_fd, frame(pickle.dumps((DONE, batch), 5)))
+
+    def loop(self) -> None:
+        while not self.parent_gone:
+            if not self.queue:
+                self.flush()
+                if self.stopping:
+                    return
+                self.read(block=True)
+                continue
+            self.run_one()
+            if not self.queue or time.perf_counter() - self.first_unsent > FLUSH_SECONDS:
+                self.flush()
+            self.read(block=False)
+
+
+def main(read_conn: Any, write_conn: Any, initializer: bytes | None, initargs: bytes | None) -> None:
+    """Entry point of a worker process (the ``target`` of its Process)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    read_fd, write_fd = read_conn.fileno(), write_conn.fileno()
+    if initializer is not None:
+        try:
+            init = pickle.loads(initializer)
+            init(*pickle.loads(initargs or pickle.dumps(())))
+        except BaseException as exc:
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            _write_all(write_fd, frame(pickle.dumps((INIT_FAILED, text), 5)))
+            os._exit(3)
+    worker = _Worker(read_fd, write_fd)
+    try:
+        worker.loop()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

@@ -1,0 +1,189 @@
+"""The task graph: which task waits for which, and how far each is from the end.
+
+Pure: no threads, no I/O, no clock. Tasks are numbered by the executor in
+submission order, and a task can only depend on tasks submitted before it (a
+future must exist to be passed), so graphs built through ``submit`` cannot
+have a cycle. Graphs given whole, as a mapping (:func:`toposort`), can; those
+are checked and a :class:`~pel.CycleError` names the loop.
+
+*Height* is the number of tasks on the longest chain from a task to a sink,
+itself included: the critical-path length the scheduler breaks priority ties
+with. It grows as dependents are submitted; :meth:`Graph.add` returns the
+tasks whose height changed so the scheduler can re-rank them. A new task lifts
+heights at most ``MAX_LIFT`` levels up: without a bound, a chain of n tasks
+submitted before any finishes costs O(n^2); with it, heights past that depth are
+a lower bound, which only matters where many deep chains compete.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Hashable, Iterable, Mapping
+
+from ._errors import CycleError
+
+__all__ = ["Graph", "Node", "Status", "toposort"]
+
+
+class Status(enum.Enum):
+    WAITING = "waiting"  # some dependency not finished
+    READY = "ready"  # all dependencies finished, not yet given to a worker
+    ASSIGNED = "assigned"  # sent to a worker (queued there or running)
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+MAX_LIFT = 32
+FINAL = frozenset({Status.DONE, Status.FAILED, Status.CANCELLED})
+
+
+class Node:
+    """One task's place in the graph."""
+
+    __slots__ = (
+        "dependents",
+        "deps",
+        "height",
+        "key",
+        "priority",
+        "settled",
+        "status",
+        "unsettled",
+        "waiting_on",
+    )
+
+    def __init__(self, key: int, deps: tuple[int, ...], priority: int) -> None:
+        self.key = key
+        self.deps = deps
+        self.priority = priority
+        self.dependents: list[int] = []
+        self.waiting_on = 0
+        #: Dependents that may still need this task's result sent to them.
+        self.unsettled = 0
+        #: True once this task no longer needs its dependencies' results.
+        self.settled = False
+        self.height = 1
+        self.status = Status.WAITING
+
+    def __repr__(self) -> str:
+        return f"Node({self.key}, {self.status.value}, deps={self.deps}, height={self.height})"
+
+
+class Graph:
+    """Nodes by key; finished nodes are dropped once nothing can refer to them."""
+
+    __slots__ = ("nodes",)
+
+    def __init__(self) -> None:
+        self.nodes: dict[int, Node] = {}
+
+    def add(self, key: int, deps: tuple[int, ...], priority: int) -> tuple[Node, list[Node]]:
+        """Insert a task; return its node and the unfinished nodes whose height rose.
+
+        A dependency that is not in the graph has finished and been forgotten,
+        so it is not waited on. The caller keeps failed and cancelled
+        dependencies out: a task depending on one never enters the graph.
+        """
+        if key in self.nodes:
+            raise ValueError(f"task {key} is already in the graph")
+        node = Node(key, deps, priority)
+        self.nodes[key] = node
+        raised: list[Node] = []
+        for dep_key in deps:
+            dep = self.nodes.get(dep_key)
+            if dep is None:
+                continue
+            dep.dependents.append(key)
+            dep.unsettled += 1
+            if dep.status in FINAL:
+                continue
+            node.waiting_on += 1
+            self._lift(dep, 2, raised)
+        if node.waiting_on == 0:
+            node.status = Status.READY
+        return node, raised
+
+    def _lift(self, start: Node, height: int, raised: list[Node]) -> None:
+        stack = [(start, height)]
+        while stack:
+            node, h = stack.pop()
+            if node.height >= h or node.status in FINAL or h > MAX_LIFT + 1:
+                continue
+            node.height = h
+            raised.append(node)
+            for dep_key in node.deps:
+                dep = self.nodes.get(dep_key)
+                if dep is not None:
+                    stack.append((dep, h + 1))
+
+    def finish(self, key: int) -> list[Node]:
+        """Mark a task done; return the dependents that became ready."""
+        node = self.nodes[key]
+        node.status = Status.DONE
+        ready = []
+        for child_key in node.dependents:
+            child = self.nodes.get(child_key)
+            if child is None or child.status is not Status.WAITING:
+                continue
+            child.waiting_on -= 1
+            if child.waiting_on == 0:
+                child.status = Status.READY
+                ready.append(child)
+        return ready
+
+    def descendants(self, key: int) -> list[Node]:
+        """Unfinished tasks that depend on ``key``, directly or not, in key order."""
+        seen: dict[int, Node] = {}
+        stack = list(self.nodes[key].dependents)
+        while stack:
+            child = self.nodes.get(stack.pop())
+            if child is None or child.key in seen or child.status in FINAL:
+                continue
+            seen[child.key] = child
+            stack.extend(child.dependents)
+        return [seen[k] for k in sorted(seen)]
+
+    def forget(self, key: int) -> None:
+        """Drop a finished task whose dependents no longer need its node."""
+        self.nodes.pop(key, None)
+
+
+def toposort(deps: Mapping[Hashable, Iterable[Hashable]]) -> list[Hashable]:
+    """Order the keys of a whole graph so each comes after its dependencies.
+
+    ``deps`` maps every key to the keys it depends on. Raises ``CycleError``
+    naming the keys of one cycle, or ``KeyError`` naming a missing dependency.
+    Iterative (deep graphs do not hit the recursion limit) and stable: among
+    independent keys the mapping's order is kept.
+    """
+    order: list[Hashable] = []
+    state: dict[Hashable, int] = {}  # 1 = on the current path, 2 = placed
+    for root in deps:
+        if state.get(root) == 2:
+            continue
+        path: list[Hashable] = [root]
+        iters = [iter(deps[root])]
+        state[root] = 1
+        while iters:
+            nxt = next(iters[-1], _END)
+            if nxt is _END:
+                iters.pop()
+                done = path.pop()
+                state[done] = 2
+                order.append(done)
+                continue
+            if nxt not in deps:
+                raise KeyError(f"task {path[-1]!r} depends on {nxt!r}, which is not in the graph")
+            mark = state.get(nxt)
+            if mark == 1:
+                loop = [*path[path.index(nxt) :], nxt]
+                raise CycleError("dependency cycle: " + " -> ".join(map(repr, loop)))
+            if mark is None:
+                state[nxt] = 1
+                path.append(nxt)
+                iters.append(iter(deps[nxt]))
+    return order
+
+
+_END = object()

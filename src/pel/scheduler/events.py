@@ -1,0 +1,63 @@
+"""What the scheduler is told. Times are seconds on the runtime's monotonic clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True, frozen=True)
+class TaskSpec:
+    """A new task: its key (submission order), the keys it waits for, its priority."""
+
+    key: int
+    deps: tuple[int, ...] = ()
+    priority: int = 0
+
+
+@dataclass(slots=True)
+class Submitted:
+    tasks: list[TaskSpec]
+    now: float = 0.0
+
+
+@dataclass(slots=True)
+class Finished:
+    """A worker finished tasks: ``(key, succeeded, seconds the call ran)`` each."""
+
+    worker: int
+    results: list[tuple[int, bool, float]]
+    now: float = 0.0
+
+
+@dataclass(slots=True)
+class Cancelled:
+    """The user cancelled these tasks before they were sent to a worker."""
+
+    keys: list[int]
+    now: float = 0.0
+
+
+@dataclass(slots=True)
+class WorkerJoined:
+    worker: int
+    now: float = 0.0
+
+
+@dataclass(slots=True)
+class WorkerLost:
+    """A worker died; whatever it held is lost."""
+
+    worker: int
+    now: float = 0.0
+
+
+@dataclass(slots=True)
+class Returned:
+    """Answering a ``Steal``: the tasks a worker gave back unstarted."""
+
+    worker: int
+    keys: list[int] = field(default_factory=list)
+    now: float = 0.0
+
+
+Event = Submitted | Finished | Cancelled | WorkerJoined | WorkerLost | Returned

@@ -1,0 +1,66 @@
+"""Numbers the scheduler decides by: prefetch depth, chunk size, estimates.
+
+Plain functions of measured durations, so each rule can be read, tested and
+tuned on its own.
+"""
+
+from __future__ import annotations
+
+import math
+
+#: Share of a worker's time we accept to lose waiting for its next task
+#: rather than queue one behind a task that may turn out to be long.
+IDLE_TOLERANCE = 0.02
+MAX_PREFETCH = 512
+#: Before anything is measured, a worker holds this many tasks.
+INITIAL_PREFETCH = 2
+#: Weight of a new sample in the moving averages.
+SMOOTHING = 0.2
+#: A map chunk should take about this long: long enough that the per-message
+#: overhead is a few percent, short enough to balance.
+TARGET_CHUNK_SECONDS = 0.02
+MAX_CHUNK = 50_000
+INITIAL_CHUNK = 16
+
+
+def smooth(previous: float | None, sample: float) -> float:
+    """Exponentially weighted moving average; the first sample stands alone."""
+    if previous is None:
+        return sample
+    return previous + SMOOTHING * (sample - previous)
+
+
+def prefetch_depth(task_seconds: float | None, overhead_seconds: float) -> int:
+    """How many tasks a worker should hold (running + queued), by Little's law.
+
+    To never wait, a worker needs ``1 + overhead / task`` tasks in flight: the
+    one running plus enough to cover a round trip. When a round trip is under
+    ``IDLE_TOLERANCE`` of a task, one task at a time is better: nothing queues
+    behind a task that may be long, so the queue stays with the scheduler,
+    which balances it.
+    """
+    if task_seconds is None:
+        return INITIAL_PREFETCH
+    ratio = overhead_seconds / max(task_seconds, 1e-9)
+    if ratio < IDLE_TOLERANCE:
+        return 1
+    return min(MAX_PREFETCH, 1 + math.ceil(ratio))
+
+
+def chunk_size(
+    item_seconds: float | None, workers: int, remaining: int | None, max_chunk: int = MAX_CHUNK
+) -> int:
+    """Items per map chunk: about ``TARGET_CHUNK_SECONDS`` of work.
+
+    When the number of items left is known (the input is exhausted, or has a
+    length), no chunk takes more than ``remaining / (2 * workers)``, so the
+    chunks shrink toward the end and no worker is left with a long tail
+    (guided self-scheduling).
+    """
+    if item_seconds is None:
+        size = INITIAL_CHUNK
+    else:
+        size = int(TARGET_CHUNK_SECONDS / max(item_seconds, 1e-9))
+    if remaining is not None:
+        size = min(size, math.ceil(remaining / (2 * max(workers, 1))))
+    return max(1, min(size, max_chunk))

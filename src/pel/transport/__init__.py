@@ -1,0 +1,1 @@
+"""Moving calls and results between processes: pickling, and later shared memory."""
