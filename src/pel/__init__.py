@@ -1,11 +1,11 @@
 """pel: a parallel execution layer for Python.
 
-    import pel
+import pel
 
-    with pel.Executor() as ex:                 # one worker process per core
-        fut = ex.submit(f, 1, 2)               # a concurrent.futures.Future
-        out = list(ex.map(g, huge_iterable))   # lazy, chunk size tuned live
-        total = ex.submit(combine, [ex.submit(load, p) for p in paths])  # a task graph
+with pel.Executor() as ex:                 # one worker process per core
+    fut = ex.submit(f, 1, 2)               # a concurrent.futures.Future
+    out = list(ex.map(g, huge_iterable))   # lazy, chunk size tuned live
+    total = ex.submit(combine, [ex.submit(load, p) for p in paths])  # a task graph
 """
 
 from ._errors import (

@@ -60,7 +60,9 @@ class _FunctionTable:
 
     def __init__(self, pickles: bool) -> None:
         self._pickles = pickles
-        self._entries: OrderedDict[int, tuple[Callable[..., Any], int, bytes | None]] = OrderedDict()
+        self._entries: OrderedDict[int, tuple[Callable[..., Any], int, bytes | None]] = (
+            OrderedDict()
+        )
         self._ids = itertools.count()
         self._lock = threading.Lock()
 
@@ -214,7 +216,7 @@ class Executor(concurrent.futures.Executor):
                     f"pass its result (dep.result()) instead"
                 )
 
-    def map(  # type: ignore[override]
+    def map(
         self,
         fn: Callable[..., R],
         *iterables: Iterable[Any],

@@ -42,9 +42,9 @@ class MapRun:
         ordered: bool,
     ) -> None:
         self._submit_chunk = submit_chunk
-        self._items: Iterator[tuple[Any, ...]] = zip(*iterables)
+        self._items: Iterator[tuple[Any, ...]] = zip(*iterables)  # noqa: B905 - shortest input ends map, as built-in map
         self._total = (
-            min(len(it) for it in iterables)
+            min(len(it) for it in iterables if isinstance(it, Sized))
             if all(isinstance(it, Sized) for it in iterables)
             else None
         )
@@ -141,7 +141,9 @@ class MapRun:
             if self._input_error is not None:
                 error = self._input_error
                 if hasattr(error, "add_note"):
-                    error.add_note(f"raised by the input of Executor.map after {self._pulled} items")
+                    error.add_note(
+                        f"raised by the input of Executor.map after {self._pulled} items"
+                    )
                 raise error
         finally:
             for future in self._inflight:

@@ -222,7 +222,8 @@ class Runtime:
             elif kind == "joined":
                 events.append(WorkerJoined(item, now))
             else:
-                self._begin_close(*item, events, now)
+                cancel_futures, kill = item
+                self._begin_close(cancel_futures, kill, events, now)
         for report in reports:
             self._absorb(report, events, now)
         if not events:
@@ -287,12 +288,13 @@ class Runtime:
     def _break(self, message: str) -> None:
         self._broken = message
         for record in list(self._records.values()):
-            if not record.future.done():
-                if _claim(record.future):
-                    record.future.set_exception(WorkerCrashedError(message))
+            if not record.future.done() and _claim(record.future):
+                record.future.set_exception(WorkerCrashedError(message))
         self._records.clear()
 
-    def _begin_close(self, cancel_futures: bool, kill: bool, events: list[Event], now: float) -> None:
+    def _begin_close(
+        self, cancel_futures: bool, kill: bool, events: list[Event], now: float
+    ) -> None:
         self._closing = True
         self._kill = self._kill or kill
         if cancel_futures or kill:
@@ -354,7 +356,9 @@ class Runtime:
                     deps.append(raw if raw is not None else serialize.dumps(dep.result()))
             else:
                 deps = [dep.result() for dep in record.deps]
-        return Call(key, record.fn, record.fn_id, record.fn_blob, record.payload, deps, record.chunk)
+        return Call(
+            key, record.fn, record.fn_id, record.fn_blob, record.payload, deps, record.chunk
+        )
 
     def _fail_crashed(self, ins: Crashed) -> None:
         exit_report = self._exits.pop(ins.worker, None)

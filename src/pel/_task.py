@@ -44,6 +44,7 @@ class TaskFunction(Generic[P, R]):
         self.fn = fn
         self.options = options
         functools.update_wrapper(self, fn)
+        self.__qualname__: str = getattr(fn, "__qualname__", type(fn).__name__)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)

@@ -38,8 +38,9 @@ class _TracebackPickler(cloudpickle.Pickler):  # type: ignore[misc]
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, BaseException) and isinstance(obj.__cause__, RemoteTraceback):
-            factory, args, *rest = obj.__reduce_ex__(PROTOCOL)
-            state = rest[0] if rest else None
+            reduced: Any = obj.__reduce_ex__(PROTOCOL)
+            factory, args = reduced[0], reduced[1]
+            state = reduced[2] if len(reduced) > 2 else None
             return (_rebuild_exception, (factory, args, state, obj.__cause__.tb))
         return super().reducer_override(obj)
 

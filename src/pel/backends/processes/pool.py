@@ -50,7 +50,7 @@ def _resolve_context(mp_context: Any) -> multiprocessing.context.BaseContext:
 class _WorkerHandle:
     """The parent's view of one worker process."""
 
-    __slots__ = ("fd_in", "fd_out", "functions", "id", "outbox", "process", "reader", "conns")
+    __slots__ = ("conns", "fd_in", "fd_out", "functions", "id", "outbox", "process", "reader")
 
     def __init__(self, worker_id: int, process: Any, fd_out: int, fd_in: int, conns: Any) -> None:
         self.id = worker_id
@@ -206,7 +206,9 @@ class ProcessesBackend(Backend):
             for message in handle.reader.feed(data):
                 self._decode(handle, pickle.loads(message), reports)
 
-    def _decode(self, handle: _WorkerHandle, message: tuple[Any, ...], reports: list[Report]) -> None:
+    def _decode(
+        self, handle: _WorkerHandle, message: tuple[Any, ...], reports: list[Report]
+    ) -> None:
         kind = message[0]
         if kind == DONE:
             outcomes = [_outcome(*item) for item in message[1]]
@@ -215,7 +217,9 @@ class ProcessesBackend(Backend):
             reports.append(GaveBack(handle.id, message[1]))
         elif kind == INIT_FAILED:
             reports.append(
-                Exited(handle.id, None, handle.process.pid, f"its initializer failed:\n{message[1]}")
+                Exited(
+                    handle.id, None, handle.process.pid, f"its initializer failed:\n{message[1]}"
+                )
             )
             self._forget_worker(handle, wait=True)
 

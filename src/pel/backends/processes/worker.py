@@ -173,7 +173,9 @@ class _Worker:
             self.read(block=False)
 
 
-def main(read_conn: Any, write_conn: Any, initializer: bytes | None, initargs: bytes | None) -> None:
+def main(
+    read_conn: Any, write_conn: Any, initializer: bytes | None, initargs: bytes | None
+) -> None:
     """Entry point of a worker process (the ``target`` of its Process)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
