@@ -21,7 +21,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import Any, Literal, TypeVar
 
 from . import _arguments
 from ._errors import (
@@ -41,7 +41,6 @@ from .transport import serialize
 
 __all__ = ["Executor"]
 
-P = ParamSpec("P")
 R = TypeVar("R")
 
 #: Functions remembered (and kept alive) per executor, so each is pickled once.
@@ -161,9 +160,13 @@ class Executor(concurrent.futures.Executor):
 
     # -- submitting ---------------------------------------------------------------
 
-    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+    def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
         """Run ``fn(*args, **kwargs)`` on a worker; pel futures in the arguments
-        are dependencies (see the user guide for where pel looks for them)."""
+        are dependencies (see the user guide for where pel looks for them).
+
+        The arguments are typed ``Any`` on purpose: a ``Future[T]`` may stand
+        wherever ``fn`` takes a ``T``, which a ``ParamSpec`` cannot express.
+        """
         _check_callable(fn, "submit()")
         fn, options = split_options(fn)
         name = options.name if options is not None and options.name else _name_of(fn)

@@ -52,6 +52,7 @@ from .transport import serialize
 __all__ = ["Record", "Runtime"]
 
 _base_cancel = concurrent.futures.Future.cancel
+CANCELLED = "CANCELLED"  # concurrent.futures._base.CANCELLED
 
 
 class Record:
@@ -217,7 +218,7 @@ class Runtime:
                 events.append(Cancelled([item], now))
                 record = self._records.get(item)
                 if record is not None:
-                    record.future.set_running_or_notify_cancel()
+                    _notify_cancelled(record.future)
                     self._settled.append(item)
             elif kind == "joined":
                 events.append(WorkerJoined(item, now))
@@ -385,10 +386,21 @@ def _claim(future: Future[Any]) -> bool:
     return future.running() or future.set_running_or_notify_cancel()
 
 
+def _notify_cancelled(future: Future[Any]) -> None:
+    """Wake ``wait()``/``as_completed()`` callers of a cancelled future, once.
+
+    The stdlib notifies them only from ``set_running_or_notify_cancel``, which
+    raises if called twice; a dispatch that met the cancelled future first
+    already called it.
+    """
+    if future._state == CANCELLED:
+        future.set_running_or_notify_cancel()
+
+
 def _cancel(future: Future[Any]) -> None:
     """Cancel without telling the runtime again, and wake ``wait()`` callers."""
     if _base_cancel(future):
-        future.set_running_or_notify_cancel()
+        _notify_cancelled(future)
 
 
 def _dependency_error(future: Future[Any], cause: Future[Any]) -> DependencyError:
