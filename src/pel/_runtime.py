@@ -282,7 +282,8 @@ class Runtime:
         events.append(WorkerLost(report.worker, now))
         self._exits[report.worker] = report
         if report.detail:  # the initializer failed: every replacement would too
-            self._break(f"a worker (pid {report.pid}) could not start: {report.detail}")
+            who = f"a worker (pid {report.pid})" if report.pid else "a worker"
+            self._break(f"{who} could not start: {report.detail}")
         if not self._closing and self._broken is None:
             self._add_worker()
 

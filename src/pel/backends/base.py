@@ -136,6 +136,17 @@ class Backend(ABC):
         return []
 
 
+def run_initializer(options: BackendOptions) -> str | None:
+    """Run the user's initializer; return its formatted traceback if it raised."""
+    if options.initializer is None:
+        return None
+    try:
+        options.initializer(*options.initargs)
+    except BaseException as exc:
+        return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return None
+
+
 def remote_error(exc: BaseException) -> BaseException:
     """Attach the formatted traceback as ``__cause__``, as the caller will see it."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from .base import Backend, Call, Completed, Report, run_call
+from .base import Backend, Call, Completed, Exited, Report, run_call, run_initializer
 
 __all__ = ["InlineBackend"]
 
@@ -22,12 +22,11 @@ class InlineBackend(Backend):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._reports: list[Report] = []
-        self._initialized = False
 
     def start_worker(self) -> int:
-        if not self._initialized and self.options.initializer is not None:
-            self.options.initializer(*self.options.initargs)
-        self._initialized = True
+        failure = run_initializer(self.options)
+        if failure is not None:
+            self._reports.append(Exited(0, None, None, f"its initializer failed:\n{failure}"))
         return 0
 
     def send(self, worker: int, calls: list[Call]) -> None:

@@ -12,7 +12,7 @@ import threading
 from collections import deque
 from typing import ClassVar
 
-from .base import Backend, Call, Completed, GaveBack, Report, run_call
+from .base import Backend, Call, Completed, Exited, GaveBack, Report, run_call, run_initializer
 
 __all__ = ["ThreadsBackend"]
 
@@ -51,8 +51,14 @@ class ThreadsBackend(Backend):
         return worker.id
 
     def _run(self, worker: _Worker) -> None:
-        if self.options.initializer is not None:
-            self.options.initializer(*self.options.initargs)
+        failure = run_initializer(self.options)
+        if failure is not None:
+            with self._lock:
+                self._reports.append(
+                    Exited(worker.id, None, None, f"its initializer failed:\n{failure}")
+                )
+                self._news.notify()
+            return
         while True:
             with self._lock:
                 while not worker.calls and not worker.stopping:

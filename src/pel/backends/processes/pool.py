@@ -50,7 +50,17 @@ def _resolve_context(mp_context: Any) -> multiprocessing.context.BaseContext:
 class _WorkerHandle:
     """The parent's view of one worker process."""
 
-    __slots__ = ("conns", "fd_in", "fd_out", "functions", "id", "outbox", "process", "reader")
+    __slots__ = (
+        "conns",
+        "detail",
+        "fd_in",
+        "fd_out",
+        "functions",
+        "id",
+        "outbox",
+        "process",
+        "reader",
+    )
 
     def __init__(self, worker_id: int, process: Any, fd_out: int, fd_in: int, conns: Any) -> None:
         self.id = worker_id
@@ -61,6 +71,7 @@ class _WorkerHandle:
         self.outbox: list[memoryview] = []
         self.reader = FrameReader()
         self.functions: OrderedDict[int, None] = OrderedDict()
+        self.detail = ""  # why it is about to exit, when it said so
 
 
 class ProcessesBackend(Backend):
@@ -187,11 +198,13 @@ class ProcessesBackend(Backend):
                     pass
                 continue
             handle, what = key.data
+            if handle.id not in self._workers:
+                continue  # forgotten earlier in this same batch of events
             if what == "results":
                 self._read_results(handle, reports)
             elif what == "writable":
                 self._drain_outbox(handle)
-            elif handle.id in self._workers:
+            else:
                 self._on_exit(handle, reports)
         return reports
 
@@ -216,29 +229,25 @@ class ProcessesBackend(Backend):
         elif kind == RETURNED:
             reports.append(GaveBack(handle.id, message[1]))
         elif kind == INIT_FAILED:
-            reports.append(
-                Exited(
-                    handle.id, None, handle.process.pid, f"its initializer failed:\n{message[1]}"
-                )
-            )
-            self._forget_worker(handle, wait=True)
+            # It exits next; its sentinel will report the exit, with this reason.
+            handle.detail = f"its initializer failed:\n{message[1]}"
 
     def _on_exit(self, handle: _WorkerHandle, reports: list[Report]) -> None:
         # Results written just before the exit are still in the pipe.
         handle.process.join(timeout=5)
         self._read_results(handle, reports)
-        reports.append(Exited(handle.id, handle.process.exitcode, handle.process.pid))
-        self._forget_worker(handle, wait=False)
+        reports.append(
+            Exited(handle.id, handle.process.exitcode, handle.process.pid, handle.detail)
+        )
+        self._forget_worker(handle)
 
-    def _forget_worker(self, handle: _WorkerHandle, *, wait: bool) -> None:
+    def _forget_worker(self, handle: _WorkerHandle) -> None:
         self._workers.pop(handle.id, None)
         for fd in (handle.fd_in, handle.fd_out, handle.process.sentinel):
             try:
                 self._selector.unregister(fd)
             except (KeyError, ValueError):
                 pass
-        if wait:
-            handle.process.join(timeout=5)
         for conn in handle.conns:
             conn.close()
 
@@ -269,7 +278,7 @@ class ProcessesBackend(Backend):
             if handle.process.exitcode is None:  # pragma: no cover - should not happen
                 handle.process.kill()
                 handle.process.join()
-            self._forget_worker(handle, wait=False)
+            self._forget_worker(handle)
             handle.process.close()
         self._selector.close()
         os.close(self._wake_r)
