@@ -24,6 +24,7 @@ call :func:`substitute`.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -67,13 +68,22 @@ def _replace(obj: Any, leaf: type, stop: frozenset[type], fn: Callable[[Any], An
     if t is dict:
         if stop.isdisjoint(map(type, obj.values())):
             return obj
-        return {k: _replace(v, leaf, stop, fn) for k, v in obj.items()}
+        values = [_replace(v, leaf, stop, fn) for v in obj.values()]
+        if _same(values, obj.values()):
+            return obj
+        return dict(zip(obj, values))  # noqa: B905 - same dict, same length
     if t in _CONTAINERS:
         if stop.isdisjoint(map(type, obj)):
             return obj
         items = [_replace(x, leaf, stop, fn) for x in obj]
+        if _same(items, obj):
+            return obj  # nested containers without futures: keep the caller's objects
         return items if t is list else t(items)
     return obj
+
+
+def _same(new: list[Any], old: Any) -> bool:
+    return all(map(operator.is_, new, old))
 
 
 def _replace_call(

@@ -68,6 +68,8 @@ class SchedulerState:
     def handle(self, *events: Event) -> list[Instruction]:
         out: list[Instruction] = []
         for event in events:
+            if type(event) not in _EVENT_TYPES:
+                raise TypeError(f"not a scheduler event: {event!r}")
             self._now = max(self._now, event.now)
             if type(event) is Submitted:
                 self._on_submitted(event, out)
@@ -81,8 +83,6 @@ class SchedulerState:
                 self._on_worker_lost(event, out)
             elif type(event) is Returned:
                 self._on_returned(event)
-            else:
-                raise TypeError(f"not a scheduler event: {event!r}")
         self._fill(out)
         return out
 
@@ -115,6 +115,7 @@ class SchedulerState:
             if ok:
                 for child in self.graph.finish(key):
                     heapq.heappush(self._ready, _entry(child))
+                self._settle_deps(node, released)
                 if node.unsettled == 0:
                     self._forget(node, released)
             else:
@@ -186,7 +187,11 @@ class SchedulerState:
             self.graph.forget(gone.key)
 
     def _settle_deps(self, node: Node, released: list[int]) -> None:
-        """``node`` no longer needs its dependencies' results: release the done ones."""
+        """``node`` is final and no longer needs its dependencies' results.
+
+        Not done at dispatch: a task given back after a steal is sent again,
+        and needs them again.
+        """
         if node.settled:
             return
         node.settled = True
@@ -211,7 +216,6 @@ class SchedulerState:
             key=lambda w: (len(w.assigned), w.id),
         )
         batches: dict[int, list[int]] = {}
-        released: list[int] = []
         while hungry and self._ready:
             still_hungry = []
             for worker in hungry:
@@ -223,15 +227,11 @@ class SchedulerState:
                 node.status = Status.ASSIGNED
                 worker.assigned[node.key] = None
                 batches.setdefault(worker.id, []).append(node.key)
-                if node.deps:
-                    self._settle_deps(node, released)
                 if len(worker.assigned) < depth:
                     still_hungry.append(worker)
             hungry = still_hungry
         for worker_id, keys in batches.items():
             out.append(Dispatch(worker_id, tuple(keys)))
-        if released:
-            out.append(Release(tuple(released)))
         # A worker still idle here means no ready task is left to give it.
         self._balance(out)
 
@@ -261,6 +261,9 @@ class SchedulerState:
             victim.steal_pending = True
             # Half of the unstarted ones (all but the running task), rounded up.
             out.append(Steal(victim.id, len(victim.assigned) // 2))
+
+
+_EVENT_TYPES = frozenset({Submitted, Finished, Cancelled, WorkerJoined, WorkerLost, Returned})
 
 
 def _entry(node: Node) -> tuple[int, int, int]:
