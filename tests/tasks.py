@@ -7,6 +7,8 @@ import threading
 import time
 from typing import Any
 
+import pel
+
 
 def identity(x: Any) -> Any:
     return x
@@ -79,3 +81,81 @@ def exit_after_file(path: str, code: int = 1) -> None:
     """Wait (bounded) until ``path`` exists, then end the worker with ``os._exit``."""
     wait_for_file(path)
     os._exit(code)
+
+
+# -- used by tests/conformance ------------------------------------------------------
+
+
+class TaskError(Exception):
+    """A task's own exception type, importable so it unpickles in the parent."""
+
+
+def raise_task_error(message: str, detail: Any = None) -> None:
+    err = TaskError(message)
+    err.detail = detail  # type: ignore[attr-defined]
+    raise err
+
+
+def echo(*args: Any, **kwargs: Any) -> Any:
+    """Return the call as received: ``(args, kwargs)``."""
+    return args, kwargs
+
+
+def fail_at(x: Any, bad: Any) -> Any:
+    """``x``, or ValueError when ``x == bad`` (for map error positions)."""
+    if x == bad:
+        raise ValueError(f"bad item {x!r}")
+    return x
+
+
+def hold(started: str, release: str, value: Any = None) -> Any:
+    """Create ``started``, then block until ``release`` exists; return ``value``."""
+    with open(started, "w"):
+        pass
+    return wait_for_file(release, value)
+
+
+def monotonic_ns(*_after: Any) -> int:
+    """When this ran (the clock is system-wide, so comparable across workers)."""
+    return time.monotonic_ns()
+
+
+_init_state: Any = None
+
+
+def record_init(directory: str, value: Any) -> None:
+    """An initializer: leave one file per call in ``directory`` and remember ``value``."""
+    global _init_state
+    _init_state = value
+    name = f"{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}"
+    with open(os.path.join(directory, name), "w"):
+        pass
+
+
+def init_state() -> Any:
+    """What ``record_init`` left in this worker (``None`` if it did not run here)."""
+    return _init_state
+
+
+@pel.task(name="failing-root")
+def failing_root(message: str = "root failed", *_after: Any) -> None:
+    raise ValueError(message)
+
+
+@pel.task(name="high", priority=10)
+def high_priority(x: Any) -> Any:
+    return x
+
+
+def announce_then_wait(directory: str, path: str, timeout: float = 30.0) -> None:
+    """Create ``directory/started-<pid>`` (the task is running), then wait for ``path``."""
+    with open(os.path.join(directory, f"started-{os.getpid()}"), "w"):
+        pass
+    wait_for_file(path, None, timeout)
+
+
+def exit_on(x: Any, bad: Any, code: int = 1) -> Any:
+    """Return ``x``, except for ``bad``, which ends the worker process."""
+    if x == bad:
+        os._exit(code)
+    return x

@@ -59,7 +59,15 @@ class MapRun:
         self._input_error: BaseException | None = None
         self._item_seconds: float | None = None
         self._inflight: deque[Future[Any]] = deque()
-        self._fill()
+        try:
+            self._fill()
+        except BaseException:
+            self._cancel_inflight()
+            raise
+
+    def _cancel_inflight(self) -> None:
+        for future in self._inflight:
+            future.cancel()
 
     # -- input ---------------------------------------------------------------------
 
@@ -146,5 +154,4 @@ class MapRun:
                     )
                 raise error
         finally:
-            for future in self._inflight:
-                future.cancel()
+            self._cancel_inflight()

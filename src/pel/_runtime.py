@@ -229,7 +229,14 @@ class Runtime:
             self._absorb(report, events, now)
         if not events:
             return False
-        self._carry_out(self._state.handle(*events))
+        instructions = self._state.handle(*events)
+        if self._broken is not None:
+            # Every task was failed when the executor broke; the scheduler's
+            # view no longer matters, and nothing will be sent again.
+            self._records.clear()
+            self._settled.clear()
+            return True
+        self._carry_out(instructions)
         return True
 
     def _accept(self, records: list[Record], events: list[Event], now: float) -> None:
@@ -289,10 +296,9 @@ class Runtime:
 
     def _break(self, message: str) -> None:
         self._broken = message
-        for record in list(self._records.values()):
+        for record in self._records.values():
             if not record.future.done() and _claim(record.future):
                 record.future.set_exception(WorkerCrashedError(message))
-        self._records.clear()
 
     def _begin_close(
         self, cancel_futures: bool, kill: bool, events: list[Event], now: float
@@ -303,6 +309,7 @@ class Runtime:
             pending = [k for k, r in self._records.items() if not r.future.running()]
             for key in pending:
                 _cancel(self._records[key].future)
+                self._settled.append(key)
             if pending:
                 events.append(Cancelled(pending, now))
         if kill:

@@ -2,13 +2,17 @@
 
 One thread. Calls arrive in batches and wait in a local deque; between calls
 the worker reads whatever else has arrived (so a STEAL is answered as soon as
-the running call ends). Results are batched: sent when nothing is queued, or
-when the oldest unsent one has waited ``FLUSH_SECONDS``, so tiny tasks share
-a write while a long task's result leaves as soon as it is ready.
+the running call ends). Results are batched, but a result never waits behind
+a call that may be long: before starting a call, unsent results go out unless
+that call's function has so far always been quick (its moving average under
+``QUICK_SECONDS``) and the oldest unsent result is younger than
+``FLUSH_SECONDS``. Tiny tasks share a write; a finished result is not held
+hostage by the next task, nor lost if that task kills the worker.
 
 SIGINT is ignored: Ctrl-C in a terminal reaches the whole process group, and
 it is the parent's to act on. On Linux the worker also asks to be killed when
-its parent dies, so a killed parent leaves no worker behind.
+its parent dies (under forkserver, the server, which exits when the parent
+does), so a killed parent leaves no worker behind.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from ..base import remote_error, run_chunk
 from .channel import DONE, INIT_FAILED, RETURNED, RUN, STEAL, STOP, FrameReader, frame
 
 FLUSH_SECONDS = 0.002
+QUICK_SECONDS = 0.0005
 _READ_SIZE = 1 << 20
 
 
@@ -44,6 +49,30 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
     except (OSError, AttributeError):  # pragma: no cover - no prctl here
         pass
+
+
+def _release_forkserver() -> None:
+    """Drop the forkserver's "alive" pipe that every forkserver child inherits.
+
+    CPython hands each child the write end so the child could start more
+    processes through the same server. While any worker holds it the server
+    never sees its parent die, so it never exits, and the ``PDEATHSIG`` that
+    points at it never fires. Nested pools in a task start their own server.
+    """
+    try:
+        from multiprocessing import forkserver
+    except ImportError:  # pragma: no cover - no forkserver on this platform
+        return
+    server: Any = forkserver._forkserver
+    fd = server._forkserver_alive_fd
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+        server._forkserver_alive_fd = None
+        server._forkserver_address = None
+        server._forkserver_pid = None
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -76,6 +105,8 @@ class _Worker:
         self.poller.register(read_fd, select.POLLIN)
         self.queue: deque[tuple[int, int, bytes, list[bytes], bool]] = deque()
         self.functions: dict[int, Callable[..., Any]] = {}
+        #: Moving average of each function's call time, to predict the next one.
+        self.expected: dict[int, float] = {}
         self.unsent: list[tuple[int, bool, bytes, float]] = []
         self.first_unsent = 0.0
         self.stopping = False
@@ -100,6 +131,7 @@ class _Worker:
                 self.functions[fn_id] = pickle.loads(blob)
             for fn_id in forget:
                 self.functions.pop(fn_id, None)
+                self.expected.pop(fn_id, None)
             self.queue.extend(calls)
         elif kind == STEAL:
             count = min(message[1], len(self.queue))
@@ -133,6 +165,8 @@ class _Worker:
         except BaseException as exc:
             value, ok = exc, False
         seconds = time.perf_counter() - start
+        previous = self.expected.get(fn_id)
+        self.expected[fn_id] = seconds if previous is None else 0.8 * previous + 0.2 * seconds
         if ok:
             try:
                 blob = (
@@ -167,10 +201,19 @@ class _Worker:
                     return
                 self.read(block=True)
                 continue
-            self.run_one()
-            if not self.queue or time.perf_counter() - self.first_unsent > FLUSH_SECONDS:
+            if self.unsent and not self._may_hold():
                 self.flush()
+            self.run_one()
             self.read(block=False)
+
+    def _may_hold(self) -> bool:
+        """May unsent results wait until after the next call?"""
+        expected = self.expected.get(self.queue[0][1])
+        return (
+            expected is not None
+            and expected < QUICK_SECONDS
+            and time.perf_counter() - self.first_unsent < FLUSH_SECONDS
+        )
 
 
 def main(
@@ -178,6 +221,7 @@ def main(
 ) -> None:
     """Entry point of a worker process (the ``target`` of its Process)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _release_forkserver()
     _die_with_parent()
     read_fd, write_fd = read_conn.fileno(), write_conn.fileno()
     if initializer is not None:
