@@ -139,7 +139,9 @@ class Executor(concurrent.futures.Executor):
         self._functions = _FunctionTable(backend_cls.pickles)
         self._keys = itertools.count()
         self._shutdown = False
-        self._lock = threading.Lock()
+        # Reentrant: on the inline backend a task runs inside submit and may
+        # submit more (those run after it; waiting on them there deadlocks).
+        self._lock = threading.RLock()
         _open_runtimes.add(self._runtime)
         # Garbage-collected without shutdown: finish queued work, then stop.
         weakref.finalize(self, _close_quietly, self._runtime)

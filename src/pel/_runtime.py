@@ -52,7 +52,8 @@ from .transport import serialize
 __all__ = ["Record", "Runtime"]
 
 _base_cancel = concurrent.futures.Future.cancel
-CANCELLED = "CANCELLED"  # concurrent.futures._base.CANCELLED
+CANCELLED = "CANCELLED"  # the states of concurrent.futures._base
+RUNNING = "RUNNING"
 
 
 class Record:
@@ -249,7 +250,8 @@ class Runtime:
             if self._failed_dependency(record) is not None:
                 continue
             self._records[key] = record
-            specs.append(TaskSpec(key, tuple(dep.key for dep in record.deps), record.priority))
+            deps = tuple([dep.key for dep in record.deps]) if record.deps else ()
+            specs.append(TaskSpec(key, deps, record.priority))
         if specs:
             events.append(Submitted(specs, now))
 
@@ -391,7 +393,9 @@ def _claim(future: Future[Any]) -> bool:
 
     A task given back by a worker after a steal is sent again, already running.
     """
-    return future.running() or future.set_running_or_notify_cancel()
+    # Reading _state needs no lock: only this thread moves a future out of
+    # PENDING or RUNNING (a user's cancel() only moves PENDING to CANCELLED).
+    return future._state == RUNNING or future.set_running_or_notify_cancel()
 
 
 def _notify_cancelled(future: Future[Any]) -> None:
@@ -412,11 +416,20 @@ def _cancel(future: Future[Any]) -> None:
 
 
 def _dependency_error(future: Future[Any], cause: Future[Any]) -> DependencyError:
+    """Name the task that failed first, and chain its own error.
+
+    A dependency that itself failed with a DependencyError is looked through,
+    so the error is the same whether the graph was submitted before or after
+    the failure.
+    """
     exc = cause.exception()
+    root = cause.name
+    if isinstance(exc, DependencyError) and exc.__cause__ is not None:
+        root, exc = exc.dependency, exc.__cause__
     err = DependencyError(
-        f"task {future.name!r} did not run: its dependency {cause.name!r} failed with "
+        f"task {future.name!r} did not run: its dependency {root!r} failed with "
         f"{type(exc).__name__}: {exc}",
-        dependency=cause.name,
+        dependency=root,
     )
     err.__cause__ = exc
     return err

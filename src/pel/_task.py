@@ -9,6 +9,7 @@ runs the function here; submitting it uses its options as defaults.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -57,12 +58,19 @@ class TaskFunction(Generic[P, R]):
         return f"<pel task {self.options.name or self.__qualname__}>"
 
     def __reduce__(self) -> str | tuple[Any, ...]:
-        # A decorated module-level function is reachable by name under its own
-        # qualname (the module attribute *is* this wrapper); __main__ may not be
-        # importable in a worker, so there we rebuild from the function by value.
-        if self.__module__ != "__main__" and "<locals>" not in self.__qualname__:
+        # A decorated module-level function is found by name: the module
+        # attribute *is* this wrapper. Otherwise (pel.task(fn), with_options(),
+        # __main__, which a worker may not import) rebuild it from its parts.
+        if self.__module__ != "__main__" and _lookup(self.__module__, self.__qualname__) is self:
             return self.__qualname__
         return (TaskFunction, (self.fn, self.options))
+
+
+def _lookup(module_name: str, qualname: str) -> object:
+    obj: object = sys.modules.get(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    return obj
 
 
 @overload

@@ -42,4 +42,5 @@ def test_thirty_seconds_output(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("code", SHELL_PYTHON)
 def test_python_c_runs(code: str, tmp_path: Path) -> None:
-    assert run([sys.executable, "-c", code], tmp_path).strip() == str(sum(x * x for x in range(100)))
+    expected = str(sum(x * x for x in range(100)))
+    assert run([sys.executable, "-c", code], tmp_path).strip() == expected

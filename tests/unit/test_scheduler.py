@@ -32,6 +32,25 @@ from pel.scheduler import (
 from pel.scheduler.state import DEFAULT_OVERHEAD
 
 
+@pytest.fixture(autouse=True)
+def two_tasks_before_measuring(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests exercise queueing and stealing, which need workers holding
+    more than one task; pel's default sends one until durations are measured
+    (test_default_sends_one_task_per_worker_until_measured checks that)."""
+    monkeypatch.setattr(policy, "INITIAL_PREFETCH", 2)
+
+
+def test_default_sends_one_task_per_worker_until_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.undo()
+    assert policy.INITIAL_PREFETCH == 1
+    s = SchedulerState()
+    out = s.handle(*workers(0, 1), Submitted([T(0), T(1), T(2), T(3, priority=5)]))
+    assert out == [Dispatch(0, (3,)), Dispatch(1, (0,))]
+    # a tiny task measured: now worth queueing behind the running one too
+    out = s.handle(Finished(0, [(3, True, 1e-5)], now=1e-3))
+    assert out == [Release((3,)), Dispatch(0, (1,)), Dispatch(1, (2,))]
+
+
 def T(key: int, *deps: int, priority: int = 0) -> TaskSpec:
     return TaskSpec(key, tuple(deps), priority)
 

@@ -12,8 +12,9 @@ import math
 #: rather than queue one behind a task that may turn out to be long.
 IDLE_TOLERANCE = 0.02
 MAX_PREFETCH = 512
-#: Before anything is measured, a worker holds this many tasks.
-INITIAL_PREFETCH = 2
+#: Before anything is measured, a worker holds this many tasks: one, so no
+#: task waits behind one whose length is unknown (and priorities hold).
+INITIAL_PREFETCH = 1
 #: Weight of a new sample in the moving averages.
 SMOOTHING = 0.2
 #: A map chunk should take about this long: long enough that the per-message
