@@ -1,0 +1,1 @@
+"""pel benchmark suite: ``python -m benchmarks.run --help``."""
