@@ -125,7 +125,7 @@ def test_chunk_clamped_to_max() -> None:
     assert chunk_size(1e-12, 4, None) == MAX_CHUNK
     assert chunk_size(0.0, 4, None) == MAX_CHUNK
     assert chunk_size(1e-9, 1, None, max_chunk=100) == 100
-    assert chunk_size(None, 1, None, max_chunk=5) == 5
+    assert chunk_size(None, 1, None, max_chunk=5) == min(INITIAL_CHUNK, 5)
 
 
 def test_chunk_at_least_one() -> None:

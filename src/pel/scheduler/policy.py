@@ -21,7 +21,9 @@ SMOOTHING = 0.2
 #: overhead is a few percent, short enough to balance.
 TARGET_CHUNK_SECONDS = 0.02
 MAX_CHUNK = 50_000
-INITIAL_CHUNK = 16
+#: Before an item has been timed, chunks are single items: probes that cost
+#: one round trip each and never lump several long items together.
+INITIAL_CHUNK = 1
 
 
 def smooth(previous: float | None, sample: float) -> float:
