@@ -1,0 +1,51 @@
+"""Properties of the processes backend that the conformance suite cannot see."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import pel
+from pel.backends.processes import pool
+from pel.backends.processes.channel import RUN
+from pel.transport import serialize
+from tasks import add, identity
+
+
+def test_each_function_is_pickled_once_and_sent_once_per_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pickled: list[Any] = []
+    shipped: list[tuple[int, int]] = []  # (worker, fn_id) pairs sent
+    real_dumps_function = serialize.dumps_function
+    real_post = pool.ProcessesBackend._post
+
+    def counting_dumps_function(fn: Any) -> bytes:
+        pickled.append(fn)
+        return real_dumps_function(fn)
+
+    def counting_post(self: Any, handle: Any, message: tuple[Any, ...]) -> None:
+        if message[0] == RUN:
+            shipped.extend((handle.id, fn_id) for fn_id, _ in message[1])
+        real_post(self, handle, message)
+
+    monkeypatch.setattr(serialize, "dumps_function", counting_dumps_function)
+    monkeypatch.setattr(pool.ProcessesBackend, "_post", counting_post)
+    with pel.Executor(2) as ex:
+        futures = [ex.submit(add, i, 1) for i in range(300)]
+        futures += [ex.submit(identity, i) for i in range(300)]
+        assert [f.result(timeout=60) for f in futures] == [*range(1, 301), *range(300)]
+    assert pickled == [add, identity]
+    assert len(shipped) == len(set(shipped)) <= 4
+
+
+def test_results_of_a_dead_worker_written_before_it_died_are_delivered() -> None:
+    from tasks import exit_process, sleep_then
+
+    with pel.Executor(1) as ex:
+        first = ex.submit(sleep_then, 0.05, "kept")
+        crash = ex.submit(exit_process, 3)
+        assert first.result(timeout=60) == "kept"
+        with pytest.raises(pel.WorkerCrashedError, match="code 3"):
+            crash.result(timeout=60)
