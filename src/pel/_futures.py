@@ -10,6 +10,7 @@ the tasks depending on a cancelled one are cancelled too.
 from __future__ import annotations
 
 import concurrent.futures
+from _thread import allocate_lock
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -20,6 +21,47 @@ R = TypeVar("R")
 __all__ = ["Future"]
 
 
+class _Condition:
+    """The part of ``threading.Condition`` a future uses, over a plain C lock.
+
+    ``threading.Condition()`` builds an ``RLock`` and binds half a dozen
+    methods at creation: a third of the cost of a future, paid per task.
+    A future never takes its own lock twice, so a plain lock does; waiters
+    are created only by the rare caller that waits before the result is in.
+    """
+
+    __slots__ = ("_lock", "_waiters", "acquire", "release")
+
+    def __init__(self) -> None:
+        self._lock = lock = allocate_lock()
+        self.acquire = lock.acquire
+        self.release = lock.release
+        self._waiters: list[Any] = []
+
+    def __enter__(self) -> bool:
+        return self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        waiter = allocate_lock()
+        waiter.acquire()
+        self._waiters.append(waiter)
+        self._lock.release()
+        try:
+            return waiter.acquire(True, -1 if timeout is None else max(timeout, 0.0))
+        finally:
+            self._lock.acquire()
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def notify_all(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.release()
+
+
 class FutureFoundError(Exception):
     """Raised while pickling arguments that contain a pel future (internal)."""
 
@@ -28,7 +70,13 @@ class Future(concurrent.futures.Future[R]):
     """The result of a task submitted to a :class:`pel.Executor`."""
 
     def __init__(self, owner: Runtime, key: int, name: str) -> None:
-        super().__init__()
+        # What concurrent.futures.Future.__init__ sets, with a lighter condition.
+        self._condition = _Condition()  # type: ignore[assignment]
+        self._state = "PENDING"
+        self._result = None
+        self._exception = None
+        self._waiters: list[Any] = []
+        self._done_callbacks: list[Any] = []
         self._owner = owner
         self._key = key
         self._name = name

@@ -247,7 +247,7 @@ class Runtime:
             if self._broken is not None:
                 record.future.set_exception(WorkerCrashedError(self._broken))
                 continue
-            if self._failed_dependency(record) is not None:
+            if record.deps and self._failed_dependency(record) is not None:
                 continue
             self._records[key] = record
             deps = tuple([dep.key for dep in record.deps]) if record.deps else ()

@@ -68,9 +68,21 @@ def _cloud_dumps(obj: Any) -> bytes:
     return buf.getvalue()
 
 
+_main_checked: tuple[object, bool] = (None, False)
+
+
 def _main_is_importable() -> bool:
+    """Can a worker import ``__main__`` (a script), or is it a REPL/``-c``?
+
+    Asked per pickle, so the answer is kept for as long as ``__main__`` is the
+    same module object.
+    """
+    global _main_checked
     main = sys.modules.get("__main__")
-    return bool(getattr(main, "__file__", None)) and not hasattr(sys, "ps1")
+    if _main_checked[0] is not main:
+        importable = bool(getattr(main, "__file__", None)) and not hasattr(sys, "ps1")
+        _main_checked = (main, importable)
+    return _main_checked[1]
 
 
 def dumps(obj: Any) -> bytes:
