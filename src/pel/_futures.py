@@ -10,7 +10,7 @@ the tasks depending on a cancelled one are cancelled too.
 from __future__ import annotations
 
 import concurrent.futures
-from _thread import allocate_lock
+from _thread import RLock, allocate_lock
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -22,18 +22,19 @@ __all__ = ["Future"]
 
 
 class _Condition:
-    """The part of ``threading.Condition`` a future uses, over a plain C lock.
+    """The part of ``threading.Condition`` a future uses, over a C ``RLock``.
 
-    ``threading.Condition()`` builds an ``RLock`` and binds half a dozen
-    methods at creation: a third of the cost of a future, paid per task.
-    A future never takes its own lock twice, so a plain lock does; waiters
-    are created only by the rare caller that waits before the result is in.
+    ``threading.Condition()`` wraps its lock in Python and binds half a dozen
+    methods at creation: a third of the cost of a future, paid per task. The
+    lock must be reentrant: ``concurrent.futures.wait`` holds every future's
+    lock while calling their ``cancelled()``. Waiter locks are created only by
+    a caller that waits before the result is in.
     """
 
     __slots__ = ("_lock", "_waiters", "acquire", "release")
 
     def __init__(self) -> None:
-        self._lock = lock = allocate_lock()
+        self._lock = lock = RLock()
         self.acquire = lock.acquire
         self.release = lock.release
         self._waiters: list[Any] = []
@@ -48,11 +49,11 @@ class _Condition:
         waiter = allocate_lock()
         waiter.acquire()
         self._waiters.append(waiter)
-        self._lock.release()
+        saved = self._lock._release_save()  # type: ignore[attr-defined]
         try:
             return waiter.acquire(True, -1 if timeout is None else max(timeout, 0.0))
         finally:
-            self._lock.acquire()
+            self._lock._acquire_restore(saved)  # type: ignore[attr-defined]
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
 
