@@ -8,6 +8,8 @@ with pel.Executor() as ex:                 # one worker process per core
     total = ex.submit(combine, [ex.submit(load, p) for p in paths])  # a task graph
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._errors import (
     CycleError,
     DependencyError,
@@ -19,9 +21,27 @@ from ._errors import (
     SerializationError,
     WorkerCrashedError,
 )
-from ._executor import Executor
-from ._futures import Future
 from ._task import TaskFunction, TaskOptions, task
+
+if TYPE_CHECKING:
+    from ._executor import Executor
+    from ._futures import Future
+
+#: Loaded on first use, so a worker process, which imports ``pel`` to reach
+#: its own modules, does not pay for the executor, runtime and scheduler.
+_LAZY = {"Executor": "._executor", "Future": "._futures"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pel' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 

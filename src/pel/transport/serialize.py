@@ -13,13 +13,12 @@ is only done once something has already failed.
 
 from __future__ import annotations
 
+import functools
 import io
 import pickle
 import sys
 from collections.abc import Callable
 from typing import Any
-
-import cloudpickle
 
 from .._errors import RemoteTraceback, SerializationError
 
@@ -29,20 +28,29 @@ PROTOCOL = 5
 loads = pickle.loads
 
 
-class _CloudPickler(cloudpickle.Pickler):  # type: ignore[misc]
-    pass
+def _cloudpickle() -> Any:
+    # Imported on first use: it costs ~25 ms, paid only by programs that
+    # pickle lambdas, closures or __main__ objects (and by every start-up
+    # of every worker, if imported at the top).
+    import cloudpickle
+
+    return cloudpickle
 
 
-class _TracebackPickler(cloudpickle.Pickler):  # type: ignore[misc]
-    """Keeps the remote traceback, which pickling an exception would drop."""
+@functools.cache
+def _traceback_pickler() -> Any:
+    class TracebackPickler(_cloudpickle().Pickler):  # type: ignore[misc]
+        """Keeps the remote traceback, which pickling an exception would drop."""
 
-    def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, BaseException) and isinstance(obj.__cause__, RemoteTraceback):
-            reduced: Any = obj.__reduce_ex__(PROTOCOL)
-            factory, args = reduced[0], reduced[1]
-            state = reduced[2] if len(reduced) > 2 else None
-            return (_rebuild_exception, (factory, args, state, obj.__cause__.tb))
-        return super().reducer_override(obj)
+        def reducer_override(self, obj: Any) -> Any:
+            if isinstance(obj, BaseException) and isinstance(obj.__cause__, RemoteTraceback):
+                reduced: Any = obj.__reduce_ex__(PROTOCOL)
+                factory, args = reduced[0], reduced[1]
+                state = reduced[2] if len(reduced) > 2 else None
+                return (_rebuild_exception, (factory, args, state, obj.__cause__.tb))
+            return super().reducer_override(obj)
+
+    return TracebackPickler
 
 
 def _rebuild_exception(
@@ -58,13 +66,13 @@ def _rebuild_exception(
 def dumps_with_tracebacks(obj: Any) -> bytes:
     """Pickle a worker's error (or a value holding one) with its traceback."""
     buf = io.BytesIO()
-    _TracebackPickler(buf, protocol=PROTOCOL).dump(obj)
+    _traceback_pickler()(buf, protocol=PROTOCOL).dump(obj)
     return buf.getvalue()
 
 
 def _cloud_dumps(obj: Any) -> bytes:
     buf = io.BytesIO()
-    _CloudPickler(buf, protocol=PROTOCOL).dump(obj)
+    _cloudpickle().Pickler(buf, protocol=PROTOCOL).dump(obj)
     return buf.getvalue()
 
 
