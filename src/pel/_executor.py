@@ -254,10 +254,10 @@ class Executor(concurrent.futures.Executor):
         fn_id, blob = self._functions.lookup(fn, name)
         priority = options.priority if options is not None else 0
 
-        def submit_chunk(items: list[tuple[Any, ...]], first: int) -> Future[Any]:
-            payload: Any = items
+        def submit_chunk(chunk: tuple[bool, list[Any]], first: int) -> Future[Any]:
+            payload: Any = chunk
             if self._backend.pickles:
-                payload = self._encode_chunk(name, items, first)
+                payload = self._encode_chunk(name, chunk, first)
             with self._lock:
                 self._check_open()
                 future: Future[Any] = Future(self._runtime, next(self._keys), f"{name}[map]")
@@ -268,11 +268,11 @@ class Executor(concurrent.futures.Executor):
         run = MapRun(submit_chunk, iterables, self._max_workers, timeout, chunksize, ordered)
         return run.results()
 
-    def _encode_chunk(self, name: str, items: list[tuple[Any, ...]], first: int) -> bytes:
+    def _encode_chunk(self, name: str, chunk: tuple[bool, list[Any]], first: int) -> bytes:
         try:
-            return serialize.dumps(items)
+            return serialize.dumps(chunk)
         except Exception:
-            for i, item in enumerate(items):
+            for i, item in enumerate(chunk[1]):
                 try:
                     serialize.dumps(item)
                 except FutureFoundError:

@@ -15,6 +15,7 @@ import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import starmap
 from typing import Any, ClassVar
 
 from .._arguments import substitute
@@ -182,20 +183,23 @@ def _in_process_error(exc: BaseException) -> BaseException:
     return exc
 
 
-def run_chunk(fn: Callable[..., Any], items: list[tuple[Any, ...]]) -> tuple[list[Any], Any, float]:
-    """Apply ``fn`` to each argument tuple; stop at the first error.
+def run_chunk(
+    fn: Callable[..., Any], chunk: tuple[bool, list[Any]]
+) -> tuple[list[Any], Any, float]:
+    """Apply ``fn`` to each item of a map chunk; stop at the first error.
 
-    Returns ``(results, error, seconds)``: the results before the error, the
-    error (with its traceback as cause) or ``None``, and the time it all took,
-    from which ``map`` tunes its chunk size. ``map`` yields the results, then
-    raises the error, as the built-in ``map`` would.
+    ``chunk`` is ``(star, items)``: items are argument tuples when ``star``
+    (map over several iterables), else single arguments. Returns ``(results,
+    error, seconds)``: the results before the error, the error (with its
+    traceback as cause) or ``None``, and the time it took, from which ``map``
+    tunes its chunk size. The loop is C's: ``list.extend`` keeps what it
+    appended before an exception.
     """
+    star, items = chunk
     start = time.perf_counter()
     results: list[Any] = []
-    append = results.append
     try:
-        for args in items:
-            append(fn(*args))
+        results.extend(starmap(fn, items) if star else map(fn, items))
     except Exception as exc:
         return results, remote_error(exc), time.perf_counter() - start
     return results, None, time.perf_counter() - start

