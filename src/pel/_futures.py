@@ -5,12 +5,21 @@ It is a real stdlib future, so ``wait``, ``as_completed`` and
 key and owner, so a future passed as an argument can be recognised as a
 dependency of the same executor, and a ``cancel()`` that tells the owner, so
 the tasks depending on a cancelled one are cancelled too.
+
+It is also cheaper. The stdlib future's ``_condition`` is a
+``threading.Condition``: an ``RLock`` wrapped in Python, so creating it and
+every ``with`` on it run Python code, several times per task. Here
+``_condition`` is the C ``RLock`` itself (``concurrent.futures.wait`` and
+``as_completed`` only acquire and release it, and need it reentrant), and the
+five methods that wait or notify are written again around a list of waiter
+locks, the way ``threading.Condition`` does it.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 from _thread import RLock, allocate_lock
+from concurrent.futures import CancelledError, InvalidStateError
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -20,47 +29,10 @@ R = TypeVar("R")
 
 __all__ = ["Future"]
 
-
-class _Condition:
-    """The part of ``threading.Condition`` a future uses, over a C ``RLock``.
-
-    ``threading.Condition()`` wraps its lock in Python and binds half a dozen
-    methods at creation: a third of the cost of a future, paid per task. The
-    lock must be reentrant: ``concurrent.futures.wait`` holds every future's
-    lock while calling their ``cancelled()``. Waiter locks are created only by
-    a caller that waits before the result is in.
-    """
-
-    __slots__ = ("_lock", "_waiters", "acquire", "release")
-
-    def __init__(self) -> None:
-        self._lock = lock = RLock()
-        self.acquire = lock.acquire
-        self.release = lock.release
-        self._waiters: list[Any] = []
-
-    def __enter__(self) -> bool:
-        return self._lock.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        waiter = allocate_lock()
-        waiter.acquire()
-        self._waiters.append(waiter)
-        saved = self._lock._release_save()  # type: ignore[attr-defined]
-        try:
-            return waiter.acquire(True, -1 if timeout is None else max(timeout, 0.0))
-        finally:
-            self._lock._acquire_restore(saved)  # type: ignore[attr-defined]
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
-
-    def notify_all(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            waiter.release()
+# The states of concurrent.futures._base, by value.
+PENDING, RUNNING, FINISHED = "PENDING", "RUNNING", "FINISHED"
+CANCELLED, CANCELLED_AND_NOTIFIED = "CANCELLED", "CANCELLED_AND_NOTIFIED"
+_SETTLED = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
 
 
 class FutureFoundError(Exception):
@@ -71,13 +43,15 @@ class Future(concurrent.futures.Future[R]):
     """The result of a task submitted to a :class:`pel.Executor`."""
 
     def __init__(self, owner: Runtime, key: int, name: str) -> None:
-        # What concurrent.futures.Future.__init__ sets, with a lighter condition.
-        self._condition = _Condition()  # type: ignore[assignment]
-        self._state = "PENDING"
+        # What concurrent.futures.Future.__init__ sets, with a C lock.
+        self._condition = RLock()  # type: ignore[assignment]
+        self._state = PENDING
         self._result = None
         self._exception = None
         self._waiters: list[Any] = []
         self._done_callbacks: list[Any] = []
+        #: Locks of threads blocked in result()/exception(), released when done.
+        self._wakeups: list[Any] = []
         self._owner = owner
         self._key = key
         self._name = name
@@ -92,10 +66,99 @@ class Future(concurrent.futures.Future[R]):
         """The task's name: its ``name`` option, else the function's name."""
         return self._name
 
+    # -- what concurrent.futures.Future does, around a C lock --------------------
+
+    def _wait(self, timeout: float | None) -> None:
+        """Wait to be woken, with ``_condition`` held once (released meanwhile)."""
+        wakeup = allocate_lock()
+        wakeup.acquire()
+        self._wakeups.append(wakeup)
+        saved = self._condition._release_save()  # type: ignore[attr-defined]
+        try:
+            wakeup.acquire(True, -1 if timeout is None else max(timeout, 0.0))
+        finally:
+            self._condition._acquire_restore(saved)  # type: ignore[attr-defined]
+            if wakeup in self._wakeups:
+                self._wakeups.remove(wakeup)
+
+    def _wake_all(self) -> None:
+        wakeups, self._wakeups = self._wakeups, []
+        for wakeup in wakeups:
+            wakeup.release()
+
+    def _outcome(self) -> R:
+        if self._exception is not None:
+            try:
+                raise self._exception
+            finally:
+                self = None  # type: ignore[assignment]  # break the cycle via the traceback
+        return self._result  # type: ignore[return-value]
+
+    def result(self, timeout: float | None = None) -> R:
+        try:
+            with self._condition:
+                if self._state == FINISHED:
+                    return self._outcome()
+                if self._state in (CANCELLED, CANCELLED_AND_NOTIFIED):
+                    raise CancelledError()
+                self._wait(timeout)
+                if self._state == FINISHED:
+                    return self._outcome()
+                if self._state in (CANCELLED, CANCELLED_AND_NOTIFIED):
+                    raise CancelledError()
+                raise TimeoutError()
+        finally:
+            self = None  # type: ignore[assignment]
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        with self._condition:
+            if self._state not in _SETTLED:
+                self._wait(timeout)
+            if self._state in (CANCELLED, CANCELLED_AND_NOTIFIED):
+                raise CancelledError()
+            if self._state == FINISHED:
+                return self._exception
+            raise TimeoutError()
+
+    def set_result(self, result: R) -> None:
+        with self._condition:
+            if self._state in _SETTLED:
+                raise InvalidStateError(f"{self._state}: {self!r}")
+            self._result = result
+            self._state = FINISHED
+            for waiter in self._waiters:
+                waiter.add_result(self)
+            self._wake_all()
+        self._invoke_callbacks()  # type: ignore[attr-defined]
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        with self._condition:
+            if self._state in _SETTLED:
+                raise InvalidStateError(f"{self._state}: {self!r}")
+            self._exception = exception
+            self._state = FINISHED
+            for waiter in self._waiters:
+                waiter.add_exception(self)
+            self._wake_all()
+        self._invoke_callbacks()  # type: ignore[attr-defined]
+
     def cancel(self) -> bool:
-        if not super().cancel():
+        """Cancel if not yet running; the tasks depending on it are cancelled too."""
+        if not self._cancel():
             return False
         self._owner.notify_cancelled(self._key)
+        return True
+
+    def _cancel(self) -> bool:
+        """Cancel without telling the owner (the owner's own cascade uses it)."""
+        with self._condition:
+            if self._state in (RUNNING, FINISHED):
+                return False
+            if self._state in (CANCELLED, CANCELLED_AND_NOTIFIED):
+                return True
+            self._state = CANCELLED
+            self._wake_all()
+        self._invoke_callbacks()  # type: ignore[attr-defined]
         return True
 
     def __repr__(self) -> str:

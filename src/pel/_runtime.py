@@ -19,7 +19,6 @@ caller runs the loop until nothing is left to do.
 
 from __future__ import annotations
 
-import concurrent.futures
 import threading
 import time
 from collections import deque
@@ -51,7 +50,6 @@ from .transport import serialize
 
 __all__ = ["Record", "Runtime"]
 
-_base_cancel = concurrent.futures.Future.cancel
 CANCELLED = "CANCELLED"  # the states of concurrent.futures._base
 RUNNING = "RUNNING"
 
@@ -411,7 +409,7 @@ def _notify_cancelled(future: Future[Any]) -> None:
 
 def _cancel(future: Future[Any]) -> None:
     """Cancel without telling the runtime again, and wake ``wait()`` callers."""
-    if _base_cancel(future):
+    if future._cancel():
         _notify_cancelled(future)
 
 
