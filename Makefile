@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck bench bench-quick clean
+.PHONY: demo test lint typecheck bench bench-quick bench-scaling clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ bench: $(VENV)/.installed-bench
 
 bench-quick: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run --quick $(BENCH_ARGS)
+
+# How pel's coordinator costs grow with n (time/task, memory/pending task, bounded map);
+# table + benchmarks/results/scaling.json. Smoke run: make bench-scaling SCALING_ARGS=--quick
+bench-scaling: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.scaling $(SCALING_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -57,7 +57,10 @@ class Node:
         self.key = key
         self.deps = deps
         self.priority = priority
-        self.dependents: list[int] = []
+        #: Tasks submitted with this one as a dependency. A tuple, grown by
+        #: concatenation: most tasks have none or one, and a tuple of ints is
+        #: not tracked by the cyclic garbage collector, a list always is.
+        self.dependents: tuple[int, ...] = ()
         self.waiting_on = 0
         #: Dependents that may still need this task's result sent to them.
         self.unsettled = 0
@@ -94,7 +97,7 @@ class Graph:
             dep = self.nodes.get(dep_key)
             if dep is None:
                 continue
-            dep.dependents.append(key)
+            dep.dependents += (key,)
             dep.unsettled += 1
             if dep.status in FINAL:
                 continue

@@ -37,7 +37,7 @@ def test_add_with_unfinished_dep_waits() -> None:
     b, raised = g.add(1, (0,), 0)
     assert b.status is Status.WAITING
     assert b.waiting_on == 1
-    assert a.dependents == [1]
+    assert a.dependents == (1,)
     assert a.unsettled == 1
     assert raised == [a]
     assert a.height == 2
@@ -67,7 +67,7 @@ def test_add_dep_already_done_does_not_wait_but_is_registered() -> None:
     g.finish(0)
     b, raised = g.add(1, (0,), 0)
     assert b.status is Status.READY
-    assert a.dependents == [1]
+    assert a.dependents == (1,)
     assert a.unsettled == 1
     # a finished node's height no longer matters
     assert raised == []
