@@ -1,9 +1,11 @@
 """The driver behind ``Executor.map``: lazy input, chunks, a bounded window.
 
-It runs in the caller's thread, inside the generator ``map`` returns. It
-keeps at most ``WINDOW_PER_WORKER * workers`` chunks in flight and reads the
-input only to fill them (plus a look-ahead of ``LOOKAHEAD_CHUNKS`` chunks,
-which is how it learns that the end is near when the input has no length).
+It runs in the caller's thread, inside the iterator ``map`` returns. It
+keeps ``WINDOW_PER_WORKER * workers`` chunks running or queued, and at most
+``HELD_PER_WORKER * workers`` in all, finished ones waiting to be yielded in
+order included. It reads the input only to fill them, plus a look-ahead of
+``LOOKAHEAD_CHUNKS`` chunks, which is how it learns that the end is near when
+the input has no length.
 Chunk sizes come from :func:`pel.scheduler.policy.chunk_size`, fed with the
 per-item time measured on each finished chunk.
 
@@ -26,6 +28,9 @@ from .scheduler import policy
 __all__ = ["MapResults", "MapRun"]
 
 WINDOW_PER_WORKER = 3
+#: With ordered results, finished chunks wait behind a slow one; the window
+#: refills as they finish (workers keep busy), up to this many held.
+HELD_PER_WORKER = 12
 LOOKAHEAD_CHUNKS = 2
 
 #: ``submit_chunk((star, items), index of the first item)``
@@ -141,12 +146,15 @@ class MapRun:
 
     def _fill(self) -> None:
         limit = WINDOW_PER_WORKER * self._workers
-        while len(self._inflight) < limit:
+        held = HELD_PER_WORKER * self._workers
+        unfinished = sum(1 for f in self._inflight if not f.done())
+        while unfinished < limit and len(self._inflight) < held:
             chunk = self._next_chunk()
             if not chunk:
                 return
             self._inflight.append(self._submit_chunk((self._star, chunk), self._sent))
             self._sent += len(chunk)
+            unfinished += 1
 
     # -- output --------------------------------------------------------------------
 
@@ -157,6 +165,15 @@ class MapRun:
 
     def _next_done(self) -> Future[Any]:
         if self._ordered:
+            head = self._inflight[0]
+            while not head.done():
+                self._fill()  # chunks behind the head finished: keep workers busy
+                running = [f for f in self._inflight if not f.done()]
+                done, _ = concurrent.futures.wait(
+                    running, self._timeout(), return_when=concurrent.futures.FIRST_COMPLETED
+                )
+                if not done:
+                    raise TimeoutError("map() timed out")
             return self._inflight.popleft()
         done, _ = concurrent.futures.wait(
             self._inflight, self._timeout(), return_when=concurrent.futures.FIRST_COMPLETED

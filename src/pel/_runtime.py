@@ -249,7 +249,9 @@ class Runtime:
                 continue
             self._records[key] = record
             deps = tuple([dep.key for dep in record.deps]) if record.deps else ()
-            specs.append(TaskSpec(key, deps, record.priority))
+            # Chunks of a map take longer than single calls of the same function.
+            group = ~record.fn_id if record.chunk else record.fn_id
+            specs.append(TaskSpec(key, deps, record.priority, group))
         if specs:
             events.append(Submitted(specs, now))
 

@@ -44,6 +44,7 @@ class Node:
     __slots__ = (
         "dependents",
         "deps",
+        "group",
         "height",
         "key",
         "priority",
@@ -53,8 +54,9 @@ class Node:
         "waiting_on",
     )
 
-    def __init__(self, key: int, deps: tuple[int, ...], priority: int) -> None:
+    def __init__(self, key: int, deps: tuple[int, ...], priority: int, group: int = 0) -> None:
         self.key = key
+        self.group = group
         self.deps = deps
         self.priority = priority
         #: Tasks submitted with this one as a dependency. A tuple, grown by
@@ -81,7 +83,9 @@ class Graph:
     def __init__(self) -> None:
         self.nodes: dict[int, Node] = {}
 
-    def add(self, key: int, deps: tuple[int, ...], priority: int) -> tuple[Node, list[Node]]:
+    def add(
+        self, key: int, deps: tuple[int, ...], priority: int, group: int = 0
+    ) -> tuple[Node, list[Node]]:
         """Insert a task; return its node and the unfinished nodes whose height rose.
 
         A dependency that is not in the graph has finished and been forgotten,
@@ -90,7 +94,7 @@ class Graph:
         """
         if key in self.nodes:
             raise ValueError(f"task {key} is already in the graph")
-        node = Node(key, deps, priority)
+        node = Node(key, deps, priority, group)
         self.nodes[key] = node
         raised: list[Node] = []
         for dep_key in deps:

@@ -48,7 +48,8 @@ def test_default_sends_one_task_per_worker_until_measured(monkeypatch: pytest.Mo
     assert out == [Dispatch(0, (3,)), Dispatch(1, (0,))]
     # a tiny task measured: now worth queueing behind the running one too
     out = s.handle(Finished(0, [(3, True, 1e-5)], now=1e-3))
-    assert out == [Release((3,)), Dispatch(0, (1,)), Dispatch(1, (2,))]
+    # each task to the least loaded worker, ties to the lower id
+    assert out == [Release((3,)), Dispatch(0, (1, 2))]
 
 
 def T(key: int, *deps: int, priority: int = 0) -> TaskSpec:
@@ -61,7 +62,7 @@ def workers(*ids: int) -> list[WorkerJoined]:
 
 def with_long_tasks(state: SchedulerState) -> None:
     """Make the state believe tasks run long, so every worker holds one task."""
-    state.task_seconds = 1.0
+    state.group_seconds[0] = 1.0
     assert state.prefetch_depth() == 1
 
 
@@ -717,3 +718,17 @@ def test_random_runs_differ_between_seeds() -> None:
     a.run()
     b.run()
     assert a.log != b.log
+
+
+def test_durations_are_averaged_per_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiny tasks of one function must not make another's long tasks queue deep."""
+    monkeypatch.undo()  # the real INITIAL_PREFETCH
+    s = SchedulerState()
+    s.handle(*workers(0), Submitted([T(0)]))  # group 0
+    s.handle(Finished(0, [(0, True, 1e-6)], now=1e-3))
+    assert s.prefetch_depth(0) > 1
+    out = s.handle(Submitted([TaskSpec(k, (), 0, 7) for k in range(1, 5)]))
+    assert out == [Dispatch(0, (1,))]  # group 7 is unmeasured: one at a time
+    out = s.handle(Finished(0, [(1, True, 1.0)], now=1.0012))
+    assert s.prefetch_depth(7) == 1
+    assert out == [Release((1,)), Dispatch(0, (2,))]

@@ -16,6 +16,9 @@ class TaskSpec(NamedTuple):
     key: int
     deps: tuple[int, ...] = ()
     priority: int = 0
+    #: Tasks of one group (one function, say) are expected to take alike:
+    #: durations are averaged per group to size the prefetch.
+    group: int = 0
 
 
 @dataclass(slots=True)

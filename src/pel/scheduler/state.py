@@ -7,8 +7,10 @@ same instructions, every time (no sets are iterated, no clock is read).
 Ready tasks are ranked by user priority, then height (critical-path length,
 from :mod:`pel.graph`), then submission order. Workers are filled round-robin,
 least loaded first, up to a prefetch depth set by :func:`policy.prefetch_depth`
-from two moving averages: how long tasks run, and the round-trip overhead
-measured on tasks sent to an idle worker. A worker with nothing to do and no
+from two moving averages: how long tasks of the same group (function) run,
+and the round-trip overhead measured on tasks sent to an idle worker. Per
+group, because one average over everything lets a burst of tiny tasks make
+long ones look tiny and queue them deep. A worker with nothing to do and no
 ready task to take asks the most loaded worker for half its unstarted tasks.
 """
 
@@ -43,7 +45,10 @@ class SchedulerState:
         self.graph = Graph()
         self.workers: dict[int, WorkerState] = {}
         self._ready: list[tuple[int, int, int]] = []  # (-priority, -height, key)
+        #: Moving average of task run time, over all tasks (for reports) and
+        #: per group (for decisions).
         self.task_seconds: float | None = None
+        self.group_seconds: dict[int, float] = {}
         self.overhead_seconds = DEFAULT_OVERHEAD
         #: When each task sent to an idle worker left; its round trip is a clean
         #: overhead sample.
@@ -52,8 +57,9 @@ class SchedulerState:
 
     # -- queries ---------------------------------------------------------------
 
-    def prefetch_depth(self) -> int:
-        return policy.prefetch_depth(self.task_seconds, self.overhead_seconds)
+    def prefetch_depth(self, group: int = 0) -> int:
+        """How many tasks of ``group`` a worker should hold."""
+        return policy.prefetch_depth(self.group_seconds.get(group), self.overhead_seconds)
 
     def pending(self) -> int:
         """Tasks submitted and not final."""
@@ -91,7 +97,7 @@ class SchedulerState:
     def _on_submitted(self, event: Submitted, out: list[Instruction]) -> None:
         graph = self.graph
         for spec in event.tasks:
-            node, lifted = graph.add(spec.key, spec.deps, spec.priority)
+            node, lifted = graph.add(spec.key, spec.deps, spec.priority, spec.group)
             if node.status is Status.READY:
                 heapq.heappush(self._ready, _entry(node))
             for other in lifted:
@@ -108,6 +114,9 @@ class SchedulerState:
             if node is None or node.status is not Status.ASSIGNED:
                 continue  # cancelled or failed meanwhile
             self.task_seconds = policy.smooth(self.task_seconds, seconds)
+            self.group_seconds[node.group] = policy.smooth(
+                self.group_seconds.get(node.group), seconds
+            )
             sent = self._probe_sent.pop(key, None)
             if sent is not None:
                 overhead = max(0.0, event.now - sent - seconds)
@@ -208,40 +217,46 @@ class SchedulerState:
         released.append(node.key)
 
     def _fill(self, out: list[Instruction]) -> None:
+        """Give ready tasks, best first, each to the least loaded worker with room.
+
+        Stops at the first task no worker has room for: a later task whose
+        group allows a deeper prefetch does not overtake it.
+        """
         if not self.workers:
             return
-        depth = self.prefetch_depth()
-        hungry = sorted(
-            (w for w in self.workers.values() if len(w.assigned) < depth),
-            key=lambda w: (len(w.assigned), w.id),
-        )
         batches: dict[int, list[int]] = {}
-        while hungry and self._ready:
-            still_hungry = []
-            for worker in hungry:
-                node = self._pop_ready()
-                if node is None:
-                    break
-                if not worker.assigned:
-                    self._probe_sent[node.key] = self._now
-                node.status = Status.ASSIGNED
-                worker.assigned[node.key] = None
-                batches.setdefault(worker.id, []).append(node.key)
-                if len(worker.assigned) < depth:
-                    still_hungry.append(worker)
-            hungry = still_hungry
+        workers = list(self.workers.values())
+        depths: dict[int, int] = {}
+        while True:
+            node = self._peek_ready()
+            if node is None:
+                break
+            depth = depths.get(node.group)
+            if depth is None:
+                depth = depths[node.group] = self.prefetch_depth(node.group)
+            worker = min(workers, key=_load)
+            if len(worker.assigned) >= depth:
+                break
+            heapq.heappop(self._ready)
+            if not worker.assigned:
+                self._probe_sent[node.key] = self._now
+            node.status = Status.ASSIGNED
+            worker.assigned[node.key] = None
+            batches.setdefault(worker.id, []).append(node.key)
         for worker_id, keys in batches.items():
             out.append(Dispatch(worker_id, tuple(keys)))
         # A worker still idle here means no ready task is left to give it.
         self._balance(out)
 
-    def _pop_ready(self) -> Node | None:
+    def _peek_ready(self) -> Node | None:
+        """The best ready task, left in the queue (stale entries are dropped)."""
         nodes = self.graph.nodes
         while self._ready:
-            entry = heapq.heappop(self._ready)
+            entry = self._ready[0]
             node = nodes.get(entry[2])
             if node is not None and self._is_current(entry):
                 return node
+            heapq.heappop(self._ready)
         return None
 
     def _is_current(self, entry: tuple[int, int, int]) -> bool:
@@ -264,6 +279,10 @@ class SchedulerState:
 
 
 _EVENT_TYPES = frozenset({Submitted, Finished, Cancelled, WorkerJoined, WorkerLost, Returned})
+
+
+def _load(worker: WorkerState) -> tuple[int, int]:
+    return (len(worker.assigned), worker.id)
 
 
 def _entry(node: Node) -> tuple[int, int, int]:
