@@ -297,9 +297,8 @@ class Executor(concurrent.futures.Executor):
         """
         with self._lock:
             self._shutdown = True
-        self._runtime.close(wait=wait, cancel_futures=cancel_futures)
-        if wait:
-            _open_runtimes.discard(self._runtime)
+        if self._runtime.close(wait=wait, cancel_futures=cancel_futures):
+            _open_runtimes.discard(self._runtime)  # else interpreter exit waits for it
 
     def terminate(self) -> None:
         """Stop now: cancel what is queued, kill the workers, fail what was running.
@@ -308,8 +307,8 @@ class Executor(concurrent.futures.Executor):
         """
         with self._lock:
             self._shutdown = True
-        self._runtime.close(wait=True, cancel_futures=True, kill=True)
-        _open_runtimes.discard(self._runtime)
+        if self._runtime.close(wait=True, cancel_futures=True, kill=True):
+            _open_runtimes.discard(self._runtime)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):

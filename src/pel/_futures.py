@@ -182,7 +182,7 @@ class Future(concurrent.futures.Future[R]):
         """Cancel if not yet running; the tasks depending on it are cancelled too."""
         if not self._cancel():
             return False
-        self._owner.notify_cancelled(self._key)
+        self._owner.notify_cancelled(self)
         return True
 
     def _cancel(self) -> bool:

@@ -45,11 +45,14 @@ class MapResults(chain):  # type: ignore[type-arg]
     a generator's ``close()``: it stops the map and cancels unstarted chunks.
     """
 
-    __slots__ = ("_chunks",)
+    __slots__ = ("_chunks", "_run")
     _chunks: Generator[list[Any], None, None]
+    _run: MapRun
 
     def close(self) -> None:
         self._chunks.close()
+        # A generator never started runs no finally: cancel here too.
+        self._run._cancel_inflight()
 
 
 class MapRun:
@@ -191,6 +194,7 @@ class MapRun:
         # from_iterable builds an instance of the class it is called on.
         results = cast(MapResults, MapResults.from_iterable(chunks))
         results._chunks = chunks
+        results._run = self
         return results
 
     def _chunks(self) -> Generator[list[Any], None, None]:

@@ -23,6 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import InvalidStateError
 from typing import Any
 
 from ._errors import DependencyError, WorkerCrashedError, describe_exit
@@ -117,31 +118,36 @@ class Runtime:
             self._start()
         self._post("submit", records)
 
-    def notify_cancelled(self, key: int) -> None:
-        self._post("cancel", key)
+    def notify_cancelled(self, future: Future[Any]) -> None:
+        self._post("cancel", future)
 
-    def close(self, *, wait: bool, cancel_futures: bool, kill: bool = False) -> None:
-        """Stop after the queued work (or at once, with ``kill``); idempotent."""
+    def close(self, *, wait: bool, cancel_futures: bool, kill: bool = False) -> bool:
+        """Stop after the queued work (or at once, with ``kill``); idempotent.
+
+        Returns True once everything has stopped (only when ``wait``, and not
+        when called from the runtime thread itself, which cannot wait for itself).
+        """
         with self._start_lock:
             first = not self._close_requested
             self._close_requested = True
         if not first:
             if kill and not self._kill:
                 self._post("close", (cancel_futures, kill))
-            if wait:
-                self.join()
-            return
+            return self.join() if wait else False
         if not self._started:
             self._closing = True
             self._backend.close(kill=True)
             self._finished.set()
-            return
+            return True
         self._post("close", (cancel_futures, kill))
-        if wait:
-            self.join()
+        return self.join() if wait else False
 
     def join(self, timeout: float | None = None) -> bool:
-        if self._thread is not None and self._thread is not threading.current_thread():
+        """Wait for the loop to end. From the loop's own thread (a done callback
+        calling shutdown()), return at once: waiting there would never end."""
+        if self._thread is threading.current_thread():
+            return False
+        if self._thread is not None:
             self._thread.join(timeout)
             return not self._thread.is_alive()
         return self._finished.wait(timeout)
@@ -214,11 +220,12 @@ class Runtime:
             if kind == "submit":
                 self._accept(item, events, now)
             elif kind == "cancel":
-                events.append(Cancelled([item], now))
-                record = self._records.get(item)
-                if record is not None:
-                    _notify_cancelled(record.future)
-                    self._settled.append(item)
+                # Always wake wait() callers, even for a task that never entered
+                # the table (settled at submit because a dependency had failed).
+                _notify_cancelled(item)
+                events.append(Cancelled([item.key], now))
+                if item.key in self._records:
+                    self._settled.append(item.key)
             elif kind == "joined":
                 events.append(WorkerJoined(item, now))
             else:
@@ -243,7 +250,7 @@ class Runtime:
         for record in records:
             key = record.future.key
             if self._broken is not None:
-                record.future.set_exception(WorkerCrashedError(self._broken))
+                _fail(record.future, WorkerCrashedError(self._broken))
                 continue
             if record.deps and self._failed_dependency(record) is not None:
                 continue
@@ -262,7 +269,7 @@ class Runtime:
                 _cancel(record.future)
                 return dep
             if dep.done() and dep.exception() is not None:
-                record.future.set_exception(_dependency_error(record.future, dep))
+                _fail(record.future, _dependency_error(record.future, dep))
                 return dep
         return None
 
@@ -344,7 +351,7 @@ class Runtime:
                 cause = records[ins.cause].future
                 for key in ins.keys:
                     future = records.pop(key).future
-                    future.set_exception(_dependency_error(future, cause))
+                    _fail(future, _dependency_error(future, cause))
             elif type(ins) is Cancel:
                 for key in ins.keys:
                     _cancel(records.pop(key).future)
@@ -396,6 +403,15 @@ def _claim(future: Future[Any]) -> bool:
     # Reading _state needs no lock: only this thread moves a future out of
     # PENDING or RUNNING (a user's cancel() only moves PENDING to CANCELLED).
     return future._state == RUNNING or future.set_running_or_notify_cancel()
+
+
+def _fail(future: Future[Any], error: BaseException) -> None:
+    """Fail a task that has not started; the user may have cancelled it meanwhile
+    (``cancel()`` acts at once, in the user's thread), and then it stays cancelled."""
+    try:
+        future.set_exception(error)
+    except InvalidStateError:
+        pass
 
 
 def _notify_cancelled(future: Future[Any]) -> None:

@@ -6,11 +6,12 @@ import asyncio
 import concurrent.futures
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import pel
-from tasks import add, fail, identity
+from tasks import add, fail, identity, sleep_then
 
 from ._gate import Gate
 
@@ -235,3 +236,36 @@ def test_cancel_a_running_task_fails(ex: pel.Executor, tmp_path: Path) -> None:
         assert gate.future.cancel() is False
         assert not gate.future.cancelled()
     assert gate.future.result(timeout=WAIT) == 0
+
+
+def test_cancelling_a_task_whose_dependency_failed_leaves_the_executor_working(
+    ex: pel.Executor,
+) -> None:
+    failed = ex.submit(fail, "root")
+    concurrent.futures.wait([failed], timeout=WAIT)
+    child = ex.submit(add, failed, 1)
+    child.cancel()  # races the runtime settling it with a DependencyError
+    done, _ = concurrent.futures.wait([child], timeout=WAIT)
+    assert done == {child}
+    assert child.cancelled() or isinstance(child.exception(), pel.DependencyError)
+    assert ex.submit(add, 1, 2).result(timeout=WAIT) == 3
+
+
+def test_shutdown_from_a_done_callback_does_not_hang(make_executor: Any) -> None:
+    ex = make_executor(2)
+    errors: list[BaseException] = []
+
+    def stop(_: Any) -> None:
+        try:
+            ex.shutdown(wait=True)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    # Usually still running when the callback is added, so the callback runs
+    # on pel's runtime thread (inline: at once, in this thread).
+    first = ex.submit(sleep_then, 0.2, 1)
+    second = ex.submit(add, 2, 2)
+    first.add_done_callback(stop)
+    assert second.result(timeout=WAIT) == 4
+    assert first.result(timeout=WAIT) == 1
+    assert errors == []

@@ -206,3 +206,10 @@ def test_map_bad_options(ex: pel.Executor) -> None:
         ex.map(identity, range(3), timeout=-1)
     with pytest.raises(TypeError):
         ex.map(identity)
+
+
+def test_closing_a_map_never_iterated_cancels_its_queued_chunks(ex: pel.Executor) -> None:
+    out = ex.map(identity, range(1000), chunksize=1)
+    out.close()  # type: ignore[attr-defined]
+    assert list(out) == []
+    assert ex.submit(identity, 5).result(timeout=30) == 5

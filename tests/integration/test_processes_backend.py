@@ -49,3 +49,17 @@ def test_results_of_a_dead_worker_written_before_it_died_are_delivered() -> None
         assert first.result(timeout=60) == "kept"
         with pytest.raises(pel.WorkerCrashedError, match="code 3"):
             crash.result(timeout=60)
+
+
+def test_a_worker_never_forgets_a_function_a_queued_call_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Distinct callables (a partial per item) overflow the per-worker cache."""
+    import functools
+
+    monkeypatch.setattr(pool, "FUNCTIONS_PER_WORKER", 4)
+    with pel.Executor(1) as ex:
+        partials = [functools.partial(add, i) for i in range(24)]
+        for _ in range(3):
+            futures = [ex.submit(p, 1) for p in partials]
+            assert [f.result(timeout=60) for f in futures] == [i + 1 for i in range(24)]

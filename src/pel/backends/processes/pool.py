@@ -57,9 +57,11 @@ class _WorkerHandle:
         "fd_out",
         "functions",
         "id",
+        "in_flight",
         "outbox",
         "process",
         "reader",
+        "uses",
     )
 
     def __init__(self, worker_id: int, process: Any, fd_out: int, fd_in: int, conns: Any) -> None:
@@ -71,6 +73,10 @@ class _WorkerHandle:
         self.outbox: list[memoryview] = []
         self.reader = FrameReader()
         self.functions: OrderedDict[int, None] = OrderedDict()
+        #: key -> fn_id of each call sent and not yet answered, and how many
+        #: of those use each function: one in use must not be forgotten.
+        self.in_flight: dict[int, int] = {}
+        self.uses: dict[int, int] = {}
         self.detail = ""  # why it is about to exit, when it said so
 
 
@@ -128,18 +134,41 @@ class ProcessesBackend(Backend):
         if handle is None:
             return  # died meanwhile; its Exited report is on its way
         functions = []
-        forget = []
         known = handle.functions
+        uses = handle.uses
         for call in calls:
-            if call.fn_id in known:
-                known.move_to_end(call.fn_id)
+            fn_id = call.fn_id
+            handle.in_flight[call.key] = fn_id
+            uses[fn_id] = uses.get(fn_id, 0) + 1
+            if fn_id in known:
+                known.move_to_end(fn_id)
                 continue
-            functions.append((call.fn_id, call.fn_blob))
-            known[call.fn_id] = None
-            if len(known) > FUNCTIONS_PER_WORKER:
-                forget.append(known.popitem(last=False)[0])
+            functions.append((fn_id, call.fn_blob))
+            known[fn_id] = None
+        forget = self._evict(handle) if len(known) > FUNCTIONS_PER_WORKER else []
         wire = [(c.key, c.fn_id, c.payload, c.deps, c.chunk) for c in calls]
         self._post(handle, (RUN, functions, forget, wire))
+
+    @staticmethod
+    def _evict(handle: _WorkerHandle) -> list[int]:
+        """The oldest functions the worker may drop: none that a call sent to it
+        and not yet answered uses (this batch's included), so the cache can run
+        over its size for a while rather than fail a call."""
+        excess = len(handle.functions) - FUNCTIONS_PER_WORKER
+        forget = [fn for fn in handle.functions if not handle.uses.get(fn)][:excess]
+        for fn_id in forget:
+            del handle.functions[fn_id]
+        return forget
+
+    def _answered(self, handle: _WorkerHandle, keys: list[int]) -> None:
+        for key in keys:
+            fn_id = handle.in_flight.pop(key, None)
+            if fn_id is not None:
+                left = handle.uses[fn_id] - 1
+                if left:
+                    handle.uses[fn_id] = left
+                else:
+                    del handle.uses[fn_id]
 
     def steal(self, worker: int, count: int) -> None:
         handle = self._workers.get(worker)
@@ -225,8 +254,10 @@ class ProcessesBackend(Backend):
         kind = message[0]
         if kind == DONE:
             outcomes = [_outcome(*item) for item in message[1]]
+            self._answered(handle, [o.key for o in outcomes])
             reports.append(Completed(handle.id, outcomes))
         elif kind == RETURNED:
+            self._answered(handle, message[1])
             reports.append(GaveBack(handle.id, message[1]))
         elif kind == INIT_FAILED:
             # It exits next; its sentinel will report the exit, with this reason.
