@@ -138,6 +138,7 @@ class Executor(concurrent.futures.Executor):
         self._runtime = Runtime(self._backend, max_workers)
         self._functions = _FunctionTable(backend_cls.pickles)
         self._keys = itertools.count()
+        self._maps: weakref.WeakSet[MapRun] = weakref.WeakSet()
         self._shutdown = False
         # Reentrant: on the inline backend a task runs inside submit and may
         # submit more (those run after it; waiting on them there deadlocks).
@@ -266,7 +267,9 @@ class Executor(concurrent.futures.Executor):
             return future
 
         run = MapRun(submit_chunk, iterables, self._max_workers, timeout, chunksize, ordered)
-        return run.results()
+        results = run.results()
+        self._maps.add(run)  # drained at shutdown while its results are still referenced
+        return results
 
     def _encode_chunk(self, name: str, chunk: tuple[bool, list[Any]], first: int) -> bytes:
         try:
@@ -292,9 +295,15 @@ class Executor(concurrent.futures.Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting work; stop the workers when the queued work is done.
 
-        ``cancel_futures=True`` cancels the tasks not yet running first.
-        ``wait=False`` returns at once; the workers stop in the background.
+        The rest of every ``map`` still open is submitted first, so its results
+        can be read afterwards, as with ``concurrent.futures`` (close a map over
+        an endless input before shutting down). ``cancel_futures=True`` cancels
+        the tasks not yet running instead. ``wait=False`` returns at once; the
+        workers stop in the background.
         """
+        if not cancel_futures and not self._shutdown:
+            for run in list(self._maps):
+                run.drain()
         with self._lock:
             self._shutdown = True
         if self._runtime.close(wait=wait, cancel_futures=cancel_futures):

@@ -16,6 +16,7 @@ as with ``concurrent.futures``; the rest follow as results are consumed.
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sized
@@ -93,6 +94,9 @@ class MapRun:
         self._input_error: BaseException | None = None
         self._item_seconds: float | None = None
         self._inflight: deque[Future[Any]] = deque()
+        # The consumer fills from its thread; shutdown() drains from its own.
+        self._lock = threading.RLock()
+        self._draining = False
         try:
             self._fill()
         except BaseException:
@@ -100,7 +104,9 @@ class MapRun:
             raise
 
     def _cancel_inflight(self) -> None:
-        for future in self._inflight:
+        with self._lock:
+            pending = list(self._inflight)
+        for future in pending:
             future.cancel()
 
     # -- input ---------------------------------------------------------------------
@@ -148,16 +154,28 @@ class MapRun:
         return chunk
 
     def _fill(self) -> None:
-        limit = WINDOW_PER_WORKER * self._workers
-        held = HELD_PER_WORKER * self._workers
-        unfinished = sum(1 for f in self._inflight if not f.done())
-        while unfinished < limit and len(self._inflight) < held:
-            chunk = self._next_chunk()
-            if not chunk:
-                return
-            self._inflight.append(self._submit_chunk((self._star, chunk), self._sent))
-            self._sent += len(chunk)
-            unfinished += 1
+        with self._lock:
+            limit = WINDOW_PER_WORKER * self._workers
+            held = HELD_PER_WORKER * self._workers
+            unfinished = sum(1 for f in self._inflight if not f.done())
+            while self._draining or (unfinished < limit and len(self._inflight) < held):
+                chunk = self._next_chunk()
+                if not chunk:
+                    return
+                self._inflight.append(self._submit_chunk((self._star, chunk), self._sent))
+                self._sent += len(chunk)
+                unfinished += 1
+
+    def drain(self) -> None:
+        """Submit all the input left: the executor is shutting down.
+
+        ``concurrent.futures`` submits a whole map at the call, so its results
+        can be read after the ``with`` block; this keeps that true. Reads the
+        rest of the input, so a map over an endless one must be closed first.
+        """
+        with self._lock:
+            self._draining = True
+            self._fill()
 
     # -- output --------------------------------------------------------------------
 
@@ -167,26 +185,33 @@ class MapRun:
         return max(0.0, self._deadline - time.monotonic())
 
     def _next_done(self) -> Future[Any]:
+        # _inflight is only read under the lock: shutdown() may drain (append
+        # to it) from another thread; the waits themselves hold no lock.
         if self._ordered:
             head = self._inflight[0]
             while not head.done():
                 self._fill()  # chunks behind the head finished: keep workers busy
-                running = [f for f in self._inflight if not f.done()]
-                done, _ = concurrent.futures.wait(
-                    running, self._timeout(), return_when=concurrent.futures.FIRST_COMPLETED
-                )
-                if not done:
-                    raise TimeoutError("map() timed out")
-            return self._inflight.popleft()
+                with self._lock:
+                    running = [f for f in self._inflight if not f.done()]
+                self._wait_any(running)
+            with self._lock:
+                return self._inflight.popleft()
+        with self._lock:
+            candidates = list(self._inflight)
+        done = self._wait_any(candidates)
+        with self._lock:
+            # Oldest first among those done, so the order is stable.
+            future = next(f for f in self._inflight if f in done)
+            self._inflight.remove(future)
+        return future
+
+    def _wait_any(self, futures: list[Future[Any]]) -> set[Future[Any]]:
         done, _ = concurrent.futures.wait(
-            self._inflight, self._timeout(), return_when=concurrent.futures.FIRST_COMPLETED
+            futures, self._timeout(), return_when=concurrent.futures.FIRST_COMPLETED
         )
         if not done:
             raise TimeoutError("map() timed out")
-        # Oldest first among those done, so the order is stable.
-        future = next(f for f in self._inflight if f in done)
-        self._inflight.remove(future)
-        return future
+        return cast("set[Future[Any]]", done)
 
     def results(self) -> MapResults:
         """The results, item by item: chunk lists chained at C speed."""

@@ -213,3 +213,11 @@ def test_closing_a_map_never_iterated_cancels_its_queued_chunks(ex: pel.Executor
     out.close()  # type: ignore[attr-defined]
     assert list(out) == []
     assert ex.submit(identity, 5).result(timeout=30) == 5
+
+
+def test_map_results_can_be_read_after_the_with_block(make_executor: Any) -> None:
+    """concurrent.futures submits a whole map at the call; pel's lazy map is
+    drained at shutdown so this common pattern still works."""
+    with make_executor(2) as ex:
+        out = ex.map(identity, range(5000))
+    assert sum(out) == sum(range(5000))

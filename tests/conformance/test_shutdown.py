@@ -128,12 +128,20 @@ def test_context_manager_waits_and_closes(make_executor: MakeExecutor) -> None:
 
 
 def test_map_in_progress_when_shutdown_is_called(ex: pel.Executor) -> None:
-    # Chunks already submitted finish; the rest of the input is refused.
+    # As with concurrent.futures (which submits a whole map at the call), the
+    # map's work completes: shutdown submits the rest of its input first.
     out = ex.map(identity, range(10_000), chunksize=10)
     first = next(out)
     ex.shutdown(wait=True)
-    got = [first]
-    with pytest.raises(pel.ExecutorShutdownError):
+    assert [first, *out] == list(range(10_000))
+
+
+def test_map_cancelled_by_shutdown_with_cancel_futures(ex: pel.Executor) -> None:
+    out = ex.map(identity, range(10_000), chunksize=10)
+    next(out)
+    ex.shutdown(wait=True, cancel_futures=True)
+    got = []
+    with pytest.raises((concurrent.futures.CancelledError, pel.ExecutorShutdownError)):
         for value in out:
             got.append(value)
-    assert got == list(range(len(got)))
+    assert got == list(range(1, len(got) + 1))
