@@ -309,17 +309,26 @@ def run_one(name: str, unit: str, n: int, quick: bool, rate: float | None) -> No
         sizes = wl.QUICK if quick else wl.FULL
         if rate is None and unit.startswith(("W4", "W5")):
             rate = wl.calibrate()
-        try:
-            metrics = RUNNERS[unit](name, n, sizes, rate or 0.0)
-            result.update(status="ok", metrics=metrics)
-        except WrongResult as exc:
-            result.update(status="error", error=f"wrong result: {exc}")
-        except BaseException as exc:
-            result.update(
-                status="error",
-                error=f"{type(exc).__name__}: {_short(exc, 400)}",
-                traceback=traceback.format_exc()[-2000:],
-            )
+        measure_into(result, lambda: RUNNERS[unit](name, n, sizes, rate or 0.0))
+    emit_and_exit(result)
+
+
+def measure_into(result: dict[str, Any], measure: Callable[[], dict[str, Any]]) -> None:
+    """Run one measurement; record its metrics or why it failed, never raise."""
+    try:
+        result.update(status="ok", metrics=measure())
+    except WrongResult as exc:
+        result.update(status="error", error=f"wrong result: {exc}")
+    except BaseException as exc:
+        result.update(
+            status="error",
+            error=f"{type(exc).__name__}: {_short(exc, 400)}",
+            traceback=traceback.format_exc()[-2000:],
+        )
+
+
+def emit_and_exit(result: dict[str, Any]) -> None:
+    """Print the one result line of a ``--one`` process, then leave at once."""
     print(MARK + json.dumps(result, default=str), flush=True)
     sys.stderr.flush()
     # Leftover threads or workers of a system must not hold the result back.

@@ -44,15 +44,21 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
 from . import workloads as wl
-from .run import ROOT, _short, machine_info, run_group
+from .run import (
+    MARK,
+    ROOT,
+    WrongResult,
+    emit_and_exit,
+    machine_info,
+    measure_into,
+    run_group,
+)
 
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "scaling.json"
-MARK = "@@BENCH "
 
 FULL_SIZES = (1_000, 10_000, 100_000, 1_000_000)
 QUICK_SIZES = (1_000, 10_000, 100_000)
@@ -100,10 +106,6 @@ def gc_collections() -> list[int]:
 
 def _gc_delta(before: list[int]) -> list[int]:
     return [b - a for a, b in zip(before, gc_collections(), strict=True)]
-
-
-class WrongResult(Exception):
-    pass
 
 
 # -- task functions (pickled by value when this module is __main__) ---------------------
@@ -297,20 +299,9 @@ def run_one(kind: str, n: int, no_gc: bool) -> None:
     result: dict[str, Any] = {"kind": kind, "n": n, "gc": not no_gc}
     if no_gc:
         gc.disable()
-    try:
-        fn = {"submit": measure_submit, "pending": measure_pending, "map": measure_map}[kind]
-        result.update(status="ok", metrics=fn(n))
-    except WrongResult as exc:
-        result.update(status="error", error=f"wrong result: {exc}")
-    except BaseException as exc:
-        result.update(
-            status="error",
-            error=f"{type(exc).__name__}: {_short(exc, 400)}",
-            traceback=traceback.format_exc()[-2000:],
-        )
-    print(MARK + json.dumps(result, default=str), flush=True)
-    sys.stderr.flush()
-    os._exit(0)  # leftover threads or workers must not hold the result back
+    fn = {"submit": measure_submit, "pending": measure_pending, "map": measure_map}[kind]
+    measure_into(result, lambda: fn(n))
+    emit_and_exit(result)
 
 
 # -- the driver -----------------------------------------------------------------------

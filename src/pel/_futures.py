@@ -157,24 +157,23 @@ class Future(concurrent.futures.Future[R]):
             raise TimeoutError()
 
     def set_result(self, result: R) -> None:
+        self._finish(result, None, failed=False)
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        self._finish(None, exception, failed=True)
+
+    def _finish(self, result: R | None, exception: BaseException | None, *, failed: bool) -> None:
         with self._condition:
             if self._state in _SETTLED:
                 raise InvalidStateError(f"{self._state}: {self!r}")
             self._result = result
-            self._state = FINISHED
-            for waiter in self._waiter_list or ():
-                waiter.add_result(self)
-            self._wake_all()
-        self._invoke_callbacks()
-
-    def set_exception(self, exception: BaseException | None) -> None:
-        with self._condition:
-            if self._state in _SETTLED:
-                raise InvalidStateError(f"{self._state}: {self!r}")
             self._exception = exception
             self._state = FINISHED
             for waiter in self._waiter_list or ():
-                waiter.add_exception(self)
+                if failed:
+                    waiter.add_exception(self)
+                else:
+                    waiter.add_result(self)
             self._wake_all()
         self._invoke_callbacks()
 

@@ -27,7 +27,7 @@ from concurrent.futures import InvalidStateError
 from typing import Any
 
 from ._errors import DependencyError, WorkerCrashedError, describe_exit
-from ._futures import Future
+from ._futures import CANCELLED, RUNNING, Future
 from .backends.base import Backend, Call, Completed, Exited, GaveBack, Report
 from .scheduler import (
     Cancel,
@@ -50,9 +50,6 @@ from .scheduler import (
 from .transport import serialize
 
 __all__ = ["Record", "Runtime"]
-
-CANCELLED = "CANCELLED"  # the states of concurrent.futures._base
-RUNNING = "RUNNING"
 
 
 class Record:
