@@ -19,6 +19,7 @@ from ._errors import (
     PelError,
     RemoteTraceback,
     SerializationError,
+    TaskTimeoutError,
     WorkerCrashedError,
 )
 from ._task import TaskFunction, TaskOptions, task
@@ -58,6 +59,7 @@ __all__ = [
     "SerializationError",
     "TaskFunction",
     "TaskOptions",
+    "TaskTimeoutError",
     "WorkerCrashedError",
     "__version__",
     "task",

@@ -11,7 +11,10 @@ derives from the stdlib type it stands in for::
     ├── ForeignFutureError(ValueError)     a future from another executor in the arguments
     ├── SerializationError(PicklingError)  a call or result that cannot be pickled/unpickled
     ├── DependencyError                    a task's dependency failed; __cause__ is its error
-    └── WorkerCrashedError(BrokenExecutor) the worker running the task died
+    ├── WorkerCrashedError(BrokenExecutor) the worker running the task died, more often
+    │                                      than the task's ``retries`` allow
+    └── TaskTimeoutError(TimeoutError)     the task ran past its ``timeout``, more often
+                                           than its ``retries`` allow
 
 A task's own exception is *not* wrapped: it reaches the caller with its own
 type, and the worker's formatted traceback is attached as ``__cause__`` (a
@@ -21,7 +24,6 @@ type, and the worker's formatted traceback is attached as ``__cause__`` (a
 from __future__ import annotations
 
 import pickle
-import signal
 from concurrent.futures import BrokenExecutor
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "PelError",
     "RemoteTraceback",
     "SerializationError",
+    "TaskTimeoutError",
     "WorkerCrashedError",
 ]
 
@@ -100,6 +103,15 @@ class WorkerCrashedError(PelError, BrokenExecutor):
         return (type(self), (self.args[0], self.exitcode))
 
 
+class TaskTimeoutError(PelError, TimeoutError):
+    """A task ran longer than its ``timeout`` (per attempt), on every attempt.
+
+    Its worker was killed and replaced each time. Raise the ``timeout`` or
+    make the task faster; ``retries`` says how many attempts it gets.
+    A ``TimeoutError``, so ``except TimeoutError`` catches it.
+    """
+
+
 class RemoteTraceback(Exception):
     """Carries the formatted traceback of an exception raised in a worker."""
 
@@ -109,24 +121,3 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return self.tb
-
-
-_SIGNAL_HINTS = {
-    signal.SIGSEGV: " (a segmentation fault, usually in a C extension)",
-    signal.SIGKILL: " (killed: often the out-of-memory killer, or kill -9)",
-    signal.SIGABRT: " (aborted, usually by a failed assertion in C code)",
-    signal.SIGBUS: " (a bus error: mapped memory vanished)",
-}
-
-
-def describe_exit(exitcode: int | None) -> str:
-    """Say in words how a worker process ended, with the likely cause."""
-    if exitcode is None:
-        return "ended for an unknown reason"
-    if exitcode >= 0:
-        return f"exited with code {exitcode}"
-    try:
-        sig = signal.Signals(-exitcode)
-    except ValueError:
-        return f"was killed by signal {-exitcode}"
-    return f"was killed by {sig.name}{_SIGNAL_HINTS.get(sig, '')}"

@@ -34,7 +34,17 @@ from ._errors import (
 from ._futures import Future, FutureFoundError
 from ._map import MapRun
 from ._runtime import Record, Runtime
-from ._task import split_options
+from ._task import (
+    DEFAULT_RETRIES,
+    DEFAULT_RETRY_DELAY,
+    TaskOptions,
+    TaskPolicy,
+    check_delay,
+    check_retries,
+    check_retry_on,
+    check_timeout,
+    split_options,
+)
 from .backends import load_backend
 from .backends.base import BackendOptions
 from .transport import serialize
@@ -104,6 +114,18 @@ class Executor(concurrent.futures.Executor):
     a multiprocessing context or start-method name for the processes backend
     (default forkserver on Linux, spawn elsewhere). ``initializer(*initargs)``
     runs once in each worker as it starts.
+
+    Failure handling, the defaults of every task (a task's own options, set
+    with :func:`pel.task`, win): ``retries`` (3): how many times a task runs
+    again after its worker died under it, it timed out, or it raised one of
+    ``retry_on`` (default none: a task's own exception is final).
+    ``task_timeout``: seconds one attempt may run before its worker is killed
+    and replaced. ``retry_delay``: the wait before the first retry, doubled
+    for each next one, with jitter. Worker recycling (processes backend):
+    ``max_tasks_per_worker`` calls (a map chunk is one), or
+    ``worker_memory_limit`` (bytes, or a string such as ``"2GiB"``) of
+    resident memory, checked between tasks (the worker retires) and every
+    0.1 s during one (the worker is killed: a crash for that task).
     """
 
     def __init__(
@@ -114,6 +136,12 @@ class Executor(concurrent.futures.Executor):
         mp_context: Any = None,
         initializer: Callable[..., object] | None = None,
         initargs: tuple[Any, ...] = (),
+        retries: int = DEFAULT_RETRIES,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
+        task_timeout: float | None = None,
+        retry_delay: float = DEFAULT_RETRY_DELAY,
+        max_tasks_per_worker: int | None = None,
+        worker_memory_limit: int | str | None = None,
     ) -> None:
         backend_cls = load_backend(backend)
         if max_workers is None:
@@ -129,15 +157,39 @@ class Executor(concurrent.futures.Executor):
             raise OptionError(f"initializer must be callable, got {initializer!r}")
         if not isinstance(initargs, tuple):
             raise OptionError(f"initargs must be a tuple, got {type(initargs).__name__}")
-        if mp_context is not None and backend != "processes":
-            raise OptionError(f"mp_context only applies to the processes backend, not {backend!r}")
-        options = BackendOptions(max_workers, initializer, initargs, mp_context)
+        for option, value in [
+            ("mp_context", mp_context),
+            ("max_tasks_per_worker", max_tasks_per_worker),
+            ("worker_memory_limit", worker_memory_limit),
+        ]:
+            if value is not None and backend != "processes":
+                raise OptionError(
+                    f"{option} only applies to the processes backend, not {backend!r}"
+                )
+        if max_tasks_per_worker is not None:
+            check_retries(max_tasks_per_worker, "max_tasks_per_worker")
+            if max_tasks_per_worker < 1:
+                raise OptionError(
+                    f"max_tasks_per_worker must be at least 1, got {max_tasks_per_worker}"
+                )
+        memory_limit = None if worker_memory_limit is None else parse_size(worker_memory_limit)
+        timeout = None if task_timeout is None else check_timeout(task_timeout, "task_timeout")
+        self._policy = TaskPolicy(
+            check_retries(retries, "retries"),
+            check_retry_on(retry_on, "retry_on"),
+            None if timeout == float("inf") else timeout,
+            check_delay(retry_delay, "retry_delay"),
+        )
+        self._policies: dict[int, tuple[TaskOptions, TaskPolicy]] = {}
+        options = BackendOptions(
+            max_workers, initializer, initargs, mp_context, max_tasks_per_worker, memory_limit
+        )
         self._backend = backend_cls(options)
         self._backend_name = backend
         self._max_workers = max_workers
-        self._runtime = Runtime(self._backend, max_workers)
-        self._functions = _FunctionTable(backend_cls.pickles)
         self._keys = itertools.count()
+        self._runtime = Runtime(self._backend, max_workers, self._keys)
+        self._functions = _FunctionTable(backend_cls.pickles)
         self._maps: weakref.WeakSet[MapRun] = weakref.WeakSet()
         self._shutdown = False
         # Reentrant: on the inline backend a task runs inside submit and may
@@ -176,11 +228,25 @@ class Executor(concurrent.futures.Executor):
         payload, deps = self._encode(name, args, kwargs)
         fn_id, blob = self._functions.lookup(fn, name)
         priority = options.priority if options is not None else 0
+        policy = self._policy_for(options)
         with self._lock:
             self._check_open()
             future: Future[R] = Future(self._runtime, next(self._keys), name)
-            self._runtime.submit([Record(future, fn, fn_id, blob, payload, deps, priority)])
+            self._runtime.submit([Record(future, fn, fn_id, blob, payload, deps, priority, policy)])
         return future
+
+    def _policy_for(self, options: TaskOptions | None) -> TaskPolicy:
+        """The executor's failure policy with a function's own options over it."""
+        if options is None:
+            return self._policy
+        cached = self._policies.get(id(options))
+        if cached is not None and cached[0] is options:
+            return cached[1]
+        policy = self._policy.merged(options)
+        if len(self._policies) > 1024:
+            self._policies.clear()
+        self._policies[id(options)] = (options, policy)
+        return policy
 
     def _check_open(self) -> None:
         if self._shutdown:
@@ -254,15 +320,24 @@ class Executor(concurrent.futures.Executor):
         name = options.name if options is not None and options.name else _name_of(fn)
         fn_id, blob = self._functions.lookup(fn, name)
         priority = options.priority if options is not None else 0
+        policy = self._policy_for(options)
+        # Items that raise one of retry_on are retried inside the chunk.
+        retry = (
+            (policy.retries, policy.retry_on, policy.retry_delay)
+            if policy.retry_on and policy.retries
+            else None
+        )
 
         def submit_chunk(chunk: tuple[bool, list[Any]], first: int) -> Future[Any]:
-            payload: Any = chunk
+            payload: Any = (chunk[0], chunk[1], retry)
             if self._backend.pickles:
-                payload = self._encode_chunk(name, chunk, first)
+                payload = self._encode_chunk(name, payload, first)
             with self._lock:
                 self._check_open()
                 future: Future[Any] = Future(self._runtime, next(self._keys), f"{name}[map]")
-                record = Record(future, fn, fn_id, blob, payload, [], priority, chunk=True)
+                record = Record(
+                    future, fn, fn_id, blob, payload, [], priority, policy, len(chunk[1])
+                )
                 self._runtime.submit([record])
             return future
 
@@ -271,7 +346,7 @@ class Executor(concurrent.futures.Executor):
         self._maps.add(run)  # drained at shutdown while its results are still referenced
         return results
 
-    def _encode_chunk(self, name: str, chunk: tuple[bool, list[Any]], first: int) -> bytes:
+    def _encode_chunk(self, name: str, chunk: tuple[bool, list[Any], Any], first: int) -> bytes:
         try:
             return serialize.dumps(chunk)
         except Exception:
@@ -329,6 +404,43 @@ class Executor(concurrent.futures.Executor):
     def __repr__(self) -> str:
         state = "shut down" if self._shutdown else "open"
         return f"<pel.Executor {self._backend_name} x{self._max_workers} {state}>"
+
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+def parse_size(size: object, what: str = "worker_memory_limit") -> int:
+    """Bytes from an int or a string such as ``"512MiB"`` or ``"2 GB"``."""
+    if isinstance(size, int) and not isinstance(size, bool):
+        number, unit = float(size), ""
+    elif isinstance(size, str):
+        text = size.strip().lower()
+        digits = text.rstrip("abcdefghijklmnopqrstuvwxyz ")
+        unit = text[len(digits) :].strip()
+        try:
+            number = float(digits)
+        except ValueError:
+            number = -1.0
+        if unit not in _SIZE_UNITS:
+            number = -1.0
+    else:
+        number, unit = -1.0, ""
+    if not number > 0:
+        raise OptionError(
+            f"{what} must be a positive number of bytes or a string such as '2GiB', got {size!r}"
+        )
+    return int(number * _SIZE_UNITS[unit])
 
 
 _open_runtimes: weakref.WeakSet[Runtime] = weakref.WeakSet()

@@ -178,16 +178,29 @@ class Future(concurrent.futures.Future[R]):
         self._invoke_callbacks()
 
     def cancel(self) -> bool:
-        """Cancel if not yet running; the tasks depending on it are cancelled too."""
+        """Cancel the task, even while it runs; the tasks depending on it are
+        cancelled too. False only once it has finished.
+
+        Unlike ``concurrent.futures``, a running task is stopped: its worker
+        is killed and replaced (a worker thread is abandoned, left to finish
+        on its own). The other tasks that worker held run elsewhere.
+        """
+        if not self._cancel(running=True):
+            return False
+        self._owner.notify_cancelled(self)
+        return True
+
+    def cancel_pending(self) -> bool:
+        """Cancel only if not started yet, as ``concurrent.futures`` does."""
         if not self._cancel():
             return False
         self._owner.notify_cancelled(self)
         return True
 
-    def _cancel(self) -> bool:
+    def _cancel(self, running: bool = False) -> bool:
         """Cancel without telling the owner (the owner's own cascade uses it)."""
         with self._condition:
-            if self._state in (RUNNING, FINISHED):
+            if self._state == FINISHED or (self._state == RUNNING and not running):
                 return False
             if self._state in (CANCELLED, CANCELLED_AND_NOTIFIED):
                 return True

@@ -11,6 +11,12 @@ per-item time measured on each finished chunk.
 
 The first chunks are submitted when ``map`` is called, so work starts at once,
 as with ``concurrent.futures``; the rest follow as results are consumed.
+
+An item that fails raises its error at its place in the results, and the
+iterator stays usable: ``next()`` goes on with the next item (a ``for`` loop
+stops at the error, as with ``concurrent.futures``). A chunk that takes its
+worker down is split by the runtime until the item that does it is alone;
+that item fails with ``WorkerCrashedError``, every other result arrives.
 """
 
 from __future__ import annotations
@@ -47,13 +53,50 @@ class MapResults(chain):  # type: ignore[type-arg]
     """
 
     __slots__ = ("_chunks", "_run")
-    _chunks: Generator[list[Any], None, None]
+    _chunks: Generator[list[Any] | _ItemsWithErrors, None, None]
     _run: MapRun
 
     def close(self) -> None:
         self._chunks.close()
         # A generator never started runs no finally: cancel here too.
         self._run._cancel_inflight()
+
+
+class _ItemsWithErrors:
+    """A chunk's results where some items failed: raises each error at its
+    place, and goes on with the next item when asked again.
+
+    ``itertools.chain`` keeps an iterator that raised as its current one, so
+    the results iterator carries on past an error; chunks without errors
+    are plain lists and cost no Python code per item.
+    """
+
+    __slots__ = ("_errors", "_first", "_index", "_values")
+
+    def __init__(
+        self, values: list[Any], errors: list[tuple[int, BaseException]], first: int
+    ) -> None:
+        self._values = values
+        self._errors = dict(errors)
+        self._first = first
+        self._index = 0
+
+    def __iter__(self) -> _ItemsWithErrors:
+        return self
+
+    def __next__(self) -> Any:
+        index = self._index
+        if index >= len(self._values):
+            raise StopIteration
+        self._index = index + 1
+        error = self._errors.get(index)
+        if error is None:
+            return self._values[index]
+        note = f"raised for input item {self._first + index} of Executor.map"
+        add_note = getattr(error, "add_note", None)  # Python 3.11+
+        if add_note is not None and note not in getattr(error, "__notes__", ()):
+            add_note(note)
+        raise error.with_traceback(None)
 
 
 class MapRun:
@@ -94,6 +137,8 @@ class MapRun:
         self._input_error: BaseException | None = None
         self._item_seconds: float | None = None
         self._inflight: deque[Future[Any]] = deque()
+        #: Index of the first item and number of items of each chunk in flight.
+        self._spans: dict[Future[Any], tuple[int, int]] = {}
         # The consumer fills from its thread; shutdown() drains from its own.
         self._lock = threading.RLock()
         self._draining = False
@@ -107,7 +152,8 @@ class MapRun:
         with self._lock:
             pending = list(self._inflight)
         for future in pending:
-            future.cancel()
+            # Running chunks finish (killing their workers would cost more).
+            future.cancel_pending()
 
     # -- input ---------------------------------------------------------------------
 
@@ -162,7 +208,9 @@ class MapRun:
                 chunk = self._next_chunk()
                 if not chunk:
                     return
-                self._inflight.append(self._submit_chunk((self._star, chunk), self._sent))
+                future = self._submit_chunk((self._star, chunk), self._sent)
+                self._inflight.append(future)
+                self._spans[future] = (self._sent, len(chunk))
                 self._sent += len(chunk)
                 unfinished += 1
 
@@ -214,7 +262,8 @@ class MapRun:
         return cast("set[Future[Any]]", done)
 
     def results(self) -> MapResults:
-        """The results, item by item: chunk lists chained at C speed."""
+        """The results, item by item: chunk lists chained at C speed (see
+        :class:`_ItemsWithErrors` for chunks where items failed)."""
         chunks = self._chunks()
         # from_iterable builds an instance of the class it is called on.
         results = cast(MapResults, MapResults.from_iterable(chunks))
@@ -222,17 +271,24 @@ class MapRun:
         results._run = self
         return results
 
-    def _chunks(self) -> Generator[list[Any], None, None]:
+    def _chunks(self) -> Generator[list[Any] | _ItemsWithErrors, None, None]:
         try:
             while self._inflight:
                 future = self._next_done()
-                values, error, seconds = future.result(self._timeout())
+                first, count = self._spans.pop(future)
+                failure = future.exception(self._timeout())
+                if failure is not None:
+                    # The chunk failed as a whole (its result could not be
+                    # sent back, say): each of its items fails with that error.
+                    self._fill()
+                    errors = [(i, failure) for i in range(count)]
+                    yield _ItemsWithErrors([None] * count, errors, first)
+                    continue
+                values, errors, seconds = future.result()
                 if values:
                     self._item_seconds = policy.smooth(self._item_seconds, seconds / len(values))
                 self._fill()
-                yield values
-                if error is not None:
-                    raise error
+                yield values if errors is None else _ItemsWithErrors(values, errors, first)
             if self._input_error is not None:
                 error = self._input_error
                 if hasattr(error, "add_note"):

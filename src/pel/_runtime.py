@@ -22,28 +22,46 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import InvalidStateError
 from typing import Any
 
-from ._errors import DependencyError, WorkerCrashedError, describe_exit
+from ._errors import DependencyError, TaskTimeoutError, WorkerCrashedError
 from ._futures import CANCELLED, RUNNING, Future
-from .backends.base import Backend, Call, Completed, Exited, GaveBack, Report
+from ._task import TaskPolicy
+from .backends.base import (
+    ISOLATE,
+    TIMED,
+    Backend,
+    Call,
+    Completed,
+    Exited,
+    GaveBack,
+    Report,
+    StartedCall,
+    describe_exit,
+)
 from .scheduler import (
     Cancel,
     Cancelled,
-    Crashed,
     Dispatch,
+    Drop,
     Event,
     Fail,
     Finished,
     Instruction,
+    Kill,
+    Lost,
     Release,
+    Retry,
     Returned,
     SchedulerState,
+    Split,
+    Started,
     Steal,
     Submitted,
     TaskSpec,
+    Tick,
     WorkerJoined,
     WorkerLost,
 )
@@ -55,7 +73,19 @@ __all__ = ["Record", "Runtime"]
 class Record:
     """What the runtime keeps for a task until it is final."""
 
-    __slots__ = ("chunk", "deps", "fn", "fn_blob", "fn_id", "future", "payload", "priority")
+    __slots__ = (
+        "deps",
+        "error",
+        "flags",
+        "fn",
+        "fn_blob",
+        "fn_id",
+        "future",
+        "items",
+        "payload",
+        "policy",
+        "priority",
+    )
 
     def __init__(
         self,
@@ -66,7 +96,8 @@ class Record:
         payload: Any,
         deps: list[Future[Any]],
         priority: int,
-        chunk: bool = False,
+        policy: TaskPolicy,
+        items: int = 0,
     ) -> None:
         self.future = future
         self.fn = fn
@@ -75,15 +106,27 @@ class Record:
         self.payload = payload
         self.deps = deps
         self.priority = priority
-        self.chunk = chunk
+        self.policy = policy
+        #: Items in a map chunk; 0 for a single call.
+        self.items = items
+        #: How the worker should run it (backends.base.TIMED, ISOLATE).
+        self.flags = TIMED if policy.timeout is not None else 0
+        #: A failure held back while the scheduler decides whether to retry.
+        self.error: BaseException | None = None
+
+    @property
+    def chunk(self) -> bool:
+        return self.items > 0
 
 
 class Runtime:
     """Drives one backend for one executor; see the module docstring."""
 
-    def __init__(self, backend: Backend, workers: int) -> None:
+    def __init__(self, backend: Backend, workers: int, keys: Iterator[int]) -> None:
         self._backend = backend
         self._workers = workers
+        #: The executor's task numbers: the halves of a split chunk need new ones.
+        self._keys = keys
         self._state = SchedulerState()
         self._records: dict[int, Record] = {}
         #: Pickled results kept for dependents still to be sent (processes only).
@@ -103,6 +146,9 @@ class Runtime:
         self._exits: dict[int, Exited] = {}
         #: Keys settled during the current turn; their records go at its end.
         self._settled: list[int] = []
+        #: Dispatched keys found cancelled before they were sent, per worker:
+        #: given back to the scheduler at the start of the next turn.
+        self._unsent: dict[int, list[int]] = {}
 
     # -- called from user threads ------------------------------------------------
 
@@ -177,10 +223,17 @@ class Runtime:
 
     # -- the loop --------------------------------------------------------------------
 
+    def _wait_timeout(self) -> float | None:
+        """How long the backend may block: until the scheduler's next wakeup."""
+        if self._inbox:
+            return 0
+        wakeup = self._state.next_wakeup()
+        return None if wakeup is None else max(0.0, wakeup - time.monotonic())
+
     def _loop(self) -> None:
         try:
             while True:
-                reports = self._backend.wait(None)
+                reports = self._backend.wait(self._wait_timeout())
                 self._turn(reports)
                 if self._closing and not self._records:
                     break
@@ -198,8 +251,14 @@ class Runtime:
             return  # a task submitted from inside a task: the outer pump picks it up
         self._pumping = True
         try:
-            while self._turn(self._backend.wait(0)):
-                pass
+            while True:
+                if self._turn(self._backend.wait(0)):
+                    continue
+                wakeup = self._state.next_wakeup()
+                if wakeup is None or self._broken is not None:
+                    break
+                # A retry waiting out its backoff: nothing else can run here.
+                time.sleep(max(0.0, wakeup - time.monotonic()))
             if self._closing and not self._records and not self._finished.is_set():
                 self._backend.close(kill=self._kill)
                 self._finished.set()
@@ -211,27 +270,39 @@ class Runtime:
         now = time.monotonic()
         events: list[Event] = []
         self._wake_pending = False
+        for worker, keys in self._unsent.items():
+            events.append(Returned(worker, keys, now, stolen=False))
+        self._unsent.clear()
+        cancelled: list[Future[Any]] = []
         inbox = self._inbox
         while inbox:
             kind, item = inbox.popleft()
             if kind == "submit":
                 self._accept(item, events, now)
             elif kind == "cancel":
-                # Always wake wait() callers, even for a task that never entered
-                # the table (settled at submit because a dependency had failed).
-                _notify_cancelled(item)
-                events.append(Cancelled([item.key], now))
-                if item.key in self._records:
-                    self._settled.append(item.key)
+                cancelled.append(item)
             elif kind == "joined":
                 events.append(WorkerJoined(item, now))
             else:
                 cancel_futures, kill = item
                 self._begin_close(cancel_futures, kill, events, now)
+        deferred: list[int] = []
         for report in reports:
-            self._absorb(report, events, now)
+            self._absorb(report, events, deferred, now)
+        # Cancels after the reports: a task whose result came in this turn is
+        # not running any more, and its worker must not be killed for it.
+        for future in cancelled:
+            # Always wake wait() callers, even for a task that never entered
+            # the table (settled at submit because a dependency had failed).
+            _notify_cancelled(future)
+            events.append(Cancelled([future.key], now))
+            if future.key in self._records:
+                self._settled.append(future.key)
         if not events:
-            return False
+            wakeup = self._state.next_wakeup()
+            if wakeup is None or wakeup > now:
+                return False
+            events.append(Tick(now))
         instructions = self._state.handle(*events)
         if self._broken is not None:
             # Every task was failed when the executor broke; the scheduler's
@@ -239,7 +310,10 @@ class Runtime:
             self._records.clear()
             self._settled.clear()
             return True
+        if deferred:
+            self._settle_deferred(deferred, instructions)
         self._carry_out(instructions)
+        self._exits.clear()
         return True
 
     def _accept(self, records: list[Record], events: list[Event], now: float) -> None:
@@ -253,9 +327,28 @@ class Runtime:
                 continue
             self._records[key] = record
             deps = tuple([dep.key for dep in record.deps]) if record.deps else ()
-            # Chunks of a map take longer than single calls of the same function.
-            group = ~record.fn_id if record.chunk else record.fn_id
-            specs.append(TaskSpec(key, deps, record.priority, group))
+            policy = record.policy
+            timeout = policy.timeout
+            if record.items:
+                # Chunks of a map take longer than single calls of the same
+                # function; a timeout is per item.
+                group = ~record.fn_id
+                if timeout is not None:
+                    timeout *= record.items
+            else:
+                group = record.fn_id
+            specs.append(
+                TaskSpec(
+                    key,
+                    deps,
+                    record.priority,
+                    group,
+                    policy.retries,
+                    timeout,
+                    policy.retry_delay,
+                    record.items > 1,
+                )
+            )
         if specs:
             events.append(Submitted(specs, now))
 
@@ -270,26 +363,53 @@ class Runtime:
                 return dep
         return None
 
-    def _absorb(self, report: Report, events: list[Event], now: float) -> None:
+    def _absorb(self, report: Report, events: list[Event], deferred: list[int], now: float) -> None:
         if type(report) is Completed:
             results = []
+            retriable: list[int] = []
             for outcome in report.outcomes:
-                record = self._records.get(outcome.key)
+                key = outcome.key
+                record = self._records.get(key)
                 if record is None:
+                    continue
+                future = record.future
+                if future._state != RUNNING:
+                    # Cancelled by the user while it ran: its result is not
+                    # wanted, and its dependents are cancelled (see Fail).
+                    results.append((key, False, outcome.seconds))
+                    self._settled.append(key)
                     continue
                 if outcome.ok:
                     if outcome.raw is not None:
-                        self._raw[outcome.key] = outcome.raw
-                    record.future.set_result(outcome.value)
+                        self._raw[key] = outcome.raw
+                    future.set_result(outcome.value)
+                elif record.policy.retry_on and record.policy.is_retriable(outcome.value):
+                    record.error = outcome.value
+                    retriable.append(key)
+                    deferred.append(key)
                 else:
-                    record.future.set_exception(outcome.value)
-                    self._settled.append(outcome.key)
-                results.append((outcome.key, outcome.ok, outcome.seconds))
-            events.append(Finished(report.worker, results, now))
+                    future.set_exception(outcome.value)
+                    self._settled.append(key)
+                results.append((key, outcome.ok, outcome.seconds))
+            events.append(Finished(report.worker, results, now, tuple(retriable)))
+        elif type(report) is StartedCall:
+            events.append(Started(report.worker, report.key, now))
         elif type(report) is GaveBack:
-            events.append(Returned(report.worker, report.keys, now))
+            events.append(Returned(report.worker, report.keys, now, report.stolen))
         elif type(report) is Exited:
             self._on_exit(report, events, now)
+
+    def _settle_deferred(self, deferred: list[int], instructions: list[Instruction]) -> None:
+        """Fail the held-back failures the scheduler did not retry. Done before
+        the instructions are carried out: a Fail of their dependents reads them."""
+        retried = {ins.key for ins in instructions if type(ins) is Retry}
+        for key in deferred:
+            record = self._records.get(key)
+            if record is None or key in retried or record.error is None:
+                continue
+            error, record.error = record.error, None
+            _fail(record.future, error)
+            self._settled.append(key)
 
     def _on_exit(self, report: Exited, events: list[Event], now: float) -> None:
         events.append(WorkerLost(report.worker, now))
@@ -297,7 +417,8 @@ class Runtime:
         if report.detail:  # the initializer failed: every replacement would too
             who = f"a worker (pid {report.pid})" if report.pid else "a worker"
             self._break(f"{who} could not start: {report.detail}")
-        if not self._closing and self._broken is None:
+        # Replaced even while closing: the tasks it held are run again.
+        if not self._kill and self._broken is None:
             self._add_worker()
 
     def _break(self, message: str) -> None:
@@ -336,7 +457,10 @@ class Runtime:
                 for key in ins.keys:
                     record = records[key]
                     if not _claim(record.future):
-                        continue  # cancelled meanwhile; its Cancelled event follows
+                        # Cancelled meanwhile: handed back to the scheduler
+                        # next turn, before its Cancelled event.
+                        self._unsent.setdefault(ins.worker, []).append(key)
+                        continue
                     calls.append(self._call(key, record))
                 if calls:
                     self._backend.send(ins.worker, calls)
@@ -348,12 +472,29 @@ class Runtime:
                 cause = records[ins.cause].future
                 for key in ins.keys:
                     future = records.pop(key).future
-                    _fail(future, _dependency_error(future, cause))
+                    if cause.cancelled():  # cancelled by the user while it ran
+                        _cancel(future)
+                    else:
+                        _fail(future, _dependency_error(future, cause))
             elif type(ins) is Cancel:
                 for key in ins.keys:
                     _cancel(records.pop(key).future)
-            elif type(ins) is Crashed:
-                self._fail_crashed(ins)
+            elif type(ins) is Retry:
+                record = records[ins.key]
+                record.error = None
+                if ins.reason != "error":
+                    # It may have taken the worker down: run it with every
+                    # result around it sent at once, so no finished task's
+                    # result dies with the worker and is blamed on it.
+                    record.flags |= ISOLATE
+            elif type(ins) is Lost:
+                self._fail_lost(ins)
+            elif type(ins) is Split:
+                self._split(records.pop(ins.key))
+            elif type(ins) is Kill:
+                self._backend.kill_worker(ins.worker)
+            elif type(ins) is Drop:
+                self._backend.drop(ins.worker, list(ins.keys))
             elif type(ins) is Steal:
                 self._backend.steal(ins.worker, ins.count)
         # Failed, crashed and cancelled tasks leave the table once the
@@ -372,24 +513,77 @@ class Runtime:
             else:
                 deps = [dep.result() for dep in record.deps]
         return Call(
-            key, record.fn, record.fn_id, record.fn_blob, record.payload, deps, record.chunk
+            key,
+            record.fn,
+            record.fn_id,
+            record.fn_blob,
+            record.payload,
+            deps,
+            record.items > 0,
+            record.flags,
         )
 
-    def _fail_crashed(self, ins: Crashed) -> None:
-        exit_report = self._exits.pop(ins.worker, None)
-        pid = exit_report.pid if exit_report else None
-        exitcode = exit_report.exitcode if exit_report else None
-        how = describe_exit(exitcode)
-        for key in ins.keys:
-            record = self._records.get(key)
-            if record is None or record.future.done():
-                continue
-            self._settled.append(key)
-            message = (
-                f"the worker process (pid {pid}) holding task {record.future.name!r} {how}; "
-                f"the {len(ins.keys)} task(s) it held are lost"
+    def _fail_lost(self, ins: Lost) -> None:
+        record = self._records.get(ins.key)
+        if record is None or record.future.done():
+            return
+        self._settled.append(ins.key)
+        name = record.future.name
+        tries = f"{ins.attempts} attempt" + ("s" if ins.attempts > 1 else "")
+        error: BaseException
+        if ins.timed_out:
+            limit = record.policy.timeout or 0.0
+            per = f"{limit:g} s" + (f" per item ({record.items} items)" if record.items else "")
+            error = TaskTimeoutError(
+                f"task {name!r} ran past its timeout of {per} on {tries}; its worker was "
+                f"killed and replaced each time. Raise the timeout (task_timeout=, or "
+                f"@pel.task(timeout=...)) or allow more retries."
             )
-            record.future.set_exception(WorkerCrashedError(message, exitcode))
+        else:
+            exit_report = self._exits.get(ins.worker)
+            pid = exit_report.pid if exit_report else None
+            exitcode = exit_report.exitcode if exit_report else None
+            how = describe_exit(
+                exitcode,
+                exit_report.peak_rss if exit_report else None,
+                exit_report.cause if exit_report else "",
+            )
+            error = WorkerCrashedError(
+                f"task {name!r} took its worker process down on {tries} (the last, pid "
+                f"{pid}, {how}); retries={record.policy.retries} are used up. The other "
+                f"tasks on those workers were run again.",
+                exitcode,
+            )
+        _fail(record.future, error)
+
+    def _split(self, record: Record) -> None:
+        """Replace a map chunk that took its worker down by its two halves."""
+        parent = record.future
+        if parent.done():
+            return
+        payload = record.payload
+        star, items, retry = serialize.loads(payload) if self._backend.pickles else payload
+        middle = len(items) // 2
+        halves = []
+        for part in (items[:middle], items[middle:]):
+            chunk = (star, part, retry)
+            child: Future[Any] = Future(self, next(self._keys), parent.name)
+            child._state = RUNNING  # it stands for the parent, which is running
+            halves.append(
+                Record(
+                    child,
+                    record.fn,
+                    record.fn_id,
+                    record.fn_blob,
+                    serialize.dumps(chunk) if self._backend.pickles else chunk,
+                    [],
+                    record.priority,
+                    record.policy,
+                    len(part),
+                )
+            )
+        _join_halves(parent, (halves[0].future, middle), (halves[1].future, len(items) - middle))
+        self._inbox.append(("submit", halves))
 
 
 def _claim(future: Future[Any]) -> bool:
@@ -446,3 +640,47 @@ def _dependency_error(future: Future[Any], cause: Future[Any]) -> DependencyErro
     )
     err.__cause__ = exc
     return err
+
+
+def _join_halves(
+    parent: Future[Any], left: tuple[Future[Any], int], right: tuple[Future[Any], int]
+) -> None:
+    """Complete ``parent``, a map chunk, from its two halves' results.
+
+    A half that failed as a whole (its single item took its worker down on
+    every attempt, say) fails each of its items, not the chunk: the other
+    items' results are delivered.
+    """
+    halves = (left, right)
+
+    def on_done(_: Future[Any]) -> None:
+        if parent.done() or not all(half.done() for half, _ in halves):
+            return
+        if any(half.cancelled() for half, _ in halves):
+            return  # the parent was cancelled: nothing to deliver
+        values: list[Any] = []
+        errors: list[tuple[int, BaseException]] = []
+        seconds = 0.0
+        for half, items in halves:
+            error = half.exception()
+            if error is None:
+                part, part_errors, part_seconds = half.result()
+            else:
+                part, part_seconds = [None] * items, 0.0
+                part_errors = [(i, error) for i in range(items)]
+            errors += [(i + len(values), e) for i, e in part_errors or ()]
+            values += part
+            seconds += part_seconds
+        try:
+            parent.set_result((values, errors or None, seconds))
+        except InvalidStateError:
+            pass
+
+    def on_parent(_: Future[Any]) -> None:
+        if parent.cancelled():
+            for half, _items in halves:
+                half.cancel()
+
+    for half, _items in halves:
+        half.add_done_callback(on_done)
+    parent.add_done_callback(on_parent)

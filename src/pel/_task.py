@@ -19,21 +19,108 @@ from ._errors import OptionError
 P = ParamSpec("P")
 R = TypeVar("R")
 
-__all__ = ["TaskFunction", "TaskOptions", "task"]
+__all__ = ["TaskFunction", "TaskOptions", "TaskPolicy", "task"]
+
+
+#: A worker crash (or a timeout) is retried this many times by default.
+DEFAULT_RETRIES = 3
+#: The first retry waits about this long; each next one twice as long.
+DEFAULT_RETRY_DELAY = 0.05
 
 
 @dataclass(frozen=True, slots=True)
 class TaskOptions:
-    """Per-task options. ``priority``: higher runs first among ready tasks."""
+    """Per-task options; ``None`` means "the executor's default".
+
+    ``priority``: higher runs first among ready tasks. ``retries``: how many
+    times a task is run again after its worker died under it, it timed out, or
+    it raised one of ``retry_on``. ``timeout``: seconds one attempt may run
+    before its worker is killed (``math.inf``: no limit). ``retry_delay``: the
+    wait before the first retry, doubled for each next one, with jitter.
+    """
 
     name: str | None = None
     priority: int = 0
+    retries: int | None = None
+    retry_on: tuple[type[BaseException], ...] | None = None
+    timeout: float | None = None
+    retry_delay: float | None = None
 
     def __post_init__(self) -> None:
         if self.name is not None and not isinstance(self.name, str):
             raise OptionError(f"task option 'name' must be a str, got {self.name!r}")
         if not isinstance(self.priority, int) or isinstance(self.priority, bool):
             raise OptionError(f"task option 'priority' must be an int, got {self.priority!r}")
+        if self.retries is not None:
+            check_retries(self.retries, "task option 'retries'")
+        if self.retry_on is not None:
+            object.__setattr__(
+                self, "retry_on", check_retry_on(self.retry_on, "task option 'retry_on'")
+            )
+        if self.timeout is not None:
+            check_timeout(self.timeout, "task option 'timeout'")
+        if self.retry_delay is not None:
+            check_delay(self.retry_delay, "task option 'retry_delay'")
+
+
+def check_retries(value: object, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise OptionError(f"{what} must be an int >= 0, got {value!r}")
+    return value
+
+
+def check_retry_on(value: object, what: str) -> tuple[type[BaseException], ...]:
+    """One exception class or a tuple of them, as ``except`` takes."""
+    classes = value if isinstance(value, tuple) else (value,)
+    for cls in classes:
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+            raise OptionError(f"{what} must be an exception class or a tuple of them, got {cls!r}")
+    return classes
+
+
+def check_timeout(value: object, what: str) -> float:
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not value > 0  # also rejects NaN
+    ):
+        raise OptionError(f"{what} must be a number of seconds > 0 (math.inf: none), got {value!r}")
+    return float(value)
+
+
+def check_delay(value: object, what: str) -> float:
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not 0 <= value < float("inf")
+    ):
+        raise OptionError(f"{what} must be a finite number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPolicy:
+    """What a task gets when it fails: its options merged over the executor's."""
+
+    retries: int = DEFAULT_RETRIES
+    retry_on: tuple[type[BaseException], ...] = ()
+    #: Seconds per attempt; ``None``: no limit.
+    timeout: float | None = None
+    retry_delay: float = DEFAULT_RETRY_DELAY
+
+    def merged(self, options: TaskOptions | None) -> TaskPolicy:
+        if options is None:
+            return self
+        timeout = self.timeout if options.timeout is None else options.timeout
+        return TaskPolicy(
+            self.retries if options.retries is None else options.retries,
+            self.retry_on if options.retry_on is None else options.retry_on,
+            None if timeout == float("inf") else timeout,
+            self.retry_delay if options.retry_delay is None else options.retry_delay,
+        )
+
+    def is_retriable(self, error: BaseException) -> bool:
+        return bool(self.retry_on) and isinstance(error, self.retry_on)
 
 
 class TaskFunction(Generic[P, R]):
@@ -75,19 +162,50 @@ def _lookup(module_name: str, qualname: str) -> object:
 
 @overload
 def task(
-    fn: Callable[P, R], /, *, name: str | None = ..., priority: int = ...
+    fn: Callable[P, R],
+    /,
+    *,
+    name: str | None = ...,
+    priority: int = ...,
+    retries: int | None = ...,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = ...,
+    timeout: float | None = ...,
+    retry_delay: float | None = ...,
 ) -> TaskFunction[P, R]: ...
 @overload
 def task(
-    fn: None = ..., /, *, name: str | None = ..., priority: int = ...
+    fn: None = ...,
+    /,
+    *,
+    name: str | None = ...,
+    priority: int = ...,
+    retries: int | None = ...,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = ...,
+    timeout: float | None = ...,
+    retry_delay: float | None = ...,
 ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
 
 
 def task(
-    fn: Callable[P, R] | None = None, /, *, name: str | None = None, priority: int = 0
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    priority: int = 0,
+    retries: int | None = None,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+    timeout: float | None = None,
+    retry_delay: float | None = None,
 ) -> TaskFunction[P, R] | Callable[[Callable[P, R]], TaskFunction[P, R]]:
-    """Give a function default task options: ``@pel.task(priority=1)`` or ``pel.task(fn)``."""
-    options = TaskOptions(name=name, priority=priority)
+    """Give a function default task options: ``@pel.task(retries=5)`` or ``pel.task(fn, ...)``."""
+    options = TaskOptions(
+        name=name,
+        priority=priority,
+        retries=retries,
+        retry_on=retry_on,  # type: ignore[arg-type]  # normalised to a tuple
+        timeout=timeout,
+        retry_delay=retry_delay,
+    )
     if fn is None:
         return lambda f: TaskFunction(f, options)
     return TaskFunction(fn, options)

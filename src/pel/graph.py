@@ -29,6 +29,7 @@ class Status(enum.Enum):
     WAITING = "waiting"  # some dependency not finished
     READY = "ready"  # all dependencies finished, not yet given to a worker
     ASSIGNED = "assigned"  # sent to a worker (queued there or running)
+    DELAYED = "delayed"  # failed, and waiting to be retried
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -42,14 +43,19 @@ class Node:
     """One task's place in the graph."""
 
     __slots__ = (
+        "attempts",
         "dependents",
         "deps",
         "group",
         "height",
         "key",
         "priority",
+        "retries",
+        "retry_delay",
         "settled",
+        "splittable",
         "status",
+        "timeout",
         "unsettled",
         "waiting_on",
     )
@@ -70,6 +76,13 @@ class Node:
         self.settled = False
         self.height = 1
         self.status = Status.WAITING
+        #: Failures charged to this task so far, and how many it may have
+        #: before it fails for good (the scheduler sets these).
+        self.attempts = 0
+        self.retries = 0
+        self.timeout: float | None = None
+        self.retry_delay = 0.0
+        self.splittable = False
 
     def __repr__(self) -> str:
         return f"Node({self.key}, {self.status.value}, deps={self.deps}, height={self.height})"

@@ -122,7 +122,7 @@ def test_map_endless_input_auto_chunks_stay_bounded(ex: pel.Executor) -> None:
 
 
 @pytest.mark.parametrize("chunksize", CHUNKSIZES)
-def test_map_raises_the_function_error_at_its_position(
+def test_map_raises_the_function_error_at_its_position_then_goes_on(
     ex: pel.Executor, chunksize: int | str
 ) -> None:
     out = ex.map(fail_at, range(50), itertools.repeat(17), chunksize=chunksize)
@@ -131,7 +131,9 @@ def test_map_raises_the_function_error_at_its_position(
         for value in out:
             got.append(value)
     assert got == list(range(17))
-    assert next(out, "finished") == "finished"
+    assert "raised for input item 17 of Executor.map" in info.value.__notes__
+    # The iterator stays usable: it goes on with the next items.
+    assert list(out) == list(range(18, 50))
     if ex.backend == "processes":
         assert isinstance(info.value.__cause__, pel.RemoteTraceback)
         assert "in fail_at" in str(info.value.__cause__)

@@ -1,4 +1,5 @@
-"""A worker process that dies: the error its tasks get, and what survives it.
+"""A worker process that dies, with retries off: the error its tasks get, and what
+survives it. (Retries are tested in test_recovery.py.)
 
 Processes backend only: the other backends have no worker process to lose.
 Every wait is bounded, so a pel that hangs fails here instead of blocking.
@@ -66,7 +67,7 @@ def test_crash_fails_the_future_with_worker_crashed_error(
     how: str,
     exitcode: int,
 ) -> None:
-    ex = make_executor(2)
+    ex = make_executor(2, retries=0)
     before = started(ex, 2)
     make_executor.remember_pids()  # type: ignore[attr-defined]
 
@@ -97,7 +98,7 @@ def test_crash_fails_the_future_with_worker_crashed_error(
 
 
 def test_system_exit_with_a_message_is_code_1(make_executor: Callable[..., pel.Executor]) -> None:
-    ex = make_executor(1)
+    ex = make_executor(1, retries=0)
     exc = crash_error(ex.submit(tasks.raise_system_exit, "bye"))
     assert "code 1" in str(exc)
     assert exc.exitcode == 1
@@ -107,7 +108,7 @@ def test_system_exit_with_a_message_is_code_1(make_executor: Callable[..., pel.E
 def test_dependents_of_a_crashed_task_fail_with_dependency_error(
     make_executor: Callable[..., pel.Executor], tmp_path: Path
 ) -> None:
-    ex = make_executor(2)
+    ex = make_executor(2, retries=0)
     gate = tmp_path / "crash-now"
     crash = ex.submit(tasks.exit_after_file, str(gate), 1)
     # Submitted while the crashing task is still running: they wait in the graph.
@@ -139,7 +140,7 @@ def test_dependents_of_a_crashed_task_fail_with_dependency_error(
 def test_results_finished_before_the_crash_are_delivered(
     make_executor: Callable[..., pel.Executor],
 ) -> None:
-    ex = make_executor(2)
+    ex = make_executor(2, retries=0)
     early = [ex.submit(tasks.identity, i) for i in range(8)]
     assert [f.result(timeout=RESULT_TIMEOUT) for f in early] == list(range(8))
     crash_error(ex.submit(tasks.kill_self))
@@ -150,7 +151,7 @@ def test_system_exit_sends_the_results_already_computed_first(
     make_executor: Callable[..., pel.Executor],
 ) -> None:
     """One worker holds them all: its earlier results leave before it exits."""
-    ex = make_executor(1)
+    ex = make_executor(1, retries=0)
     early = [ex.submit(tasks.identity, i) for i in range(3)]
     crash = ex.submit(tasks.raise_system_exit, 3)
     assert "code 3" in str(crash_error(crash))
@@ -162,7 +163,7 @@ def test_a_finished_task_is_not_lost_with_the_next_one(
 ) -> None:
     """A task that took a while and finished is delivered even when the very next
     task on the same worker kills it."""
-    ex = make_executor(1)
+    ex = make_executor(1, retries=0)
     finished = ex.submit(tasks.sleep_then, 0.2, "finished")
     crash = ex.submit(tasks.exit_process, 1)
     assert "code 1" in str(crash_error(crash))
@@ -174,7 +175,7 @@ def test_a_result_is_delivered_while_the_worker_runs_its_next_task(
 ) -> None:
     """The result of a finished task must not wait for the worker's next task (here,
     one that then crashes): it is delivered while that task still runs."""
-    ex = make_executor(1)
+    ex = make_executor(1, retries=0)
     gate = tmp_path / "crash-now"
     try:
         first = ex.submit(tasks.sleep_then, 0.05, "first")
@@ -190,7 +191,7 @@ def test_a_result_is_delivered_while_the_worker_runs_its_next_task(
 def test_a_crash_does_not_touch_the_other_workers_tasks(
     make_executor: Callable[..., pel.Executor], tmp_path: Path
 ) -> None:
-    ex = make_executor(2)
+    ex = make_executor(2, retries=0)
     started(ex, 2)
     gate = tmp_path / "release"
     try:
@@ -206,7 +207,7 @@ def test_repeated_crashes_leave_the_executor_usable(
     make_executor: Callable[..., pel.Executor],
 ) -> None:
     """Crash after crash, each reported and each worker replaced; nothing breaks."""
-    ex = make_executor(1)
+    ex = make_executor(1, retries=0)
     seen: set[int] = set()
     for round_ in range(15):
         early = [ex.submit(tasks.identity, (round_, i)) for i in range(2)]
@@ -263,7 +264,7 @@ def test_a_failing_initializer_with_queued_tasks_and_dependents(
 
 @pytest.mark.parametrize("ordered", [True, False])
 def test_a_crash_inside_map(make_executor: Callable[..., pel.Executor], ordered: bool) -> None:
-    ex = make_executor(2)
+    ex = make_executor(2, retries=0)
     got = []
     with pytest.raises(pel.WorkerCrashedError) as info:
         for value in ex.map(tasks.exit_on, range(40), [25] * 40, chunksize=1, ordered=ordered):

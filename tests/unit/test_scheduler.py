@@ -14,17 +14,21 @@ import pytest
 from pel.scheduler import (
     Cancel,
     Cancelled,
-    Crashed,
     Dispatch,
+    Drop,
     Fail,
     Finished,
     Instruction,
+    Kill,
+    Lost,
     Release,
+    Retry,
     Returned,
     SchedulerState,
     Steal,
     Submitted,
     TaskSpec,
+    Tick,
     WorkerJoined,
     WorkerLost,
     policy,
@@ -382,7 +386,7 @@ def test_finished_for_a_task_already_failed_is_ignored() -> None:
     s = SchedulerState()
     with_long_tasks(s)
     s.handle(*workers(0), Submitted([T(0)]))
-    assert s.handle(WorkerLost(0)) == [Crashed(0, (0,))]
+    assert s.handle(WorkerLost(0)) == [Lost(0, 0, False, 1)]
     assert s.handle(Finished(0, [(0, True, 1.0)], now=1.0)) == []
 
 
@@ -413,26 +417,49 @@ def test_cancel_several_in_one_event() -> None:
     assert s.pending() == 0
 
 
-def test_cancel_of_an_assigned_task_frees_the_worker() -> None:
+def test_cancel_of_a_task_not_sent_after_all_frees_the_worker() -> None:
     s = SchedulerState()
     with_long_tasks(s)
     out = s.handle(WorkerJoined(0), Submitted([T(0), T(1, 0), T(2)]))
     assert out == [Dispatch(0, (0,))]
     # the runtime found 0's future cancelled when it came to send it
-    out = s.handle(Cancelled([0]))
+    out = s.handle(Returned(0, [0], stolen=False), Cancelled([0]))
     assert out == [Cancel((1,), 0), Dispatch(0, (2,))]
+
+
+def test_cancel_of_a_running_task_kills_its_worker_and_charges_nobody() -> None:
+    s = SchedulerState()
+    assert s.handle(WorkerJoined(0), Submitted([T(0), T(1), T(2, 0)])) == [Dispatch(0, (0, 1))]
+    with_long_tasks(s)
+    assert s.handle(Cancelled([0])) == [Kill(0), Cancel((2,), 0)]
+    # a killed worker gets nothing more; what it held goes back to the queue
+    assert s.handle(Submitted([T(3)])) == []
+    assert s.handle(WorkerLost(0), WorkerJoined(1)) == [Dispatch(1, (1,))]
+    assert s.pending() == 2
+
+
+def test_cancel_of_a_queued_task_drops_it_from_its_worker() -> None:
+    s = SchedulerState()
+    out = s.handle(WorkerJoined(0), Submitted([T(0), T(1), T(2)]))
+    assert out == [Dispatch(0, (0, 1))]
+    with_long_tasks(s)
+    assert s.handle(Cancelled([1])) == [Drop(0, (1,))]
+    assert list(s.workers[0].assigned) == [0]
+    # the worker may have run it anyway (the drop came too late): ignored
+    assert s.handle(Finished(0, [(1, True, 1.0)], now=1.0)) == []
 
 
 # -- worker loss ---------------------------------------------------------------------------
 
 
-def test_worker_lost_crashes_its_tasks() -> None:
+def test_worker_lost_fails_the_running_task_and_requeues_the_rest() -> None:
     s = SchedulerState()
     out = s.handle(*workers(0, 1), Submitted([T(0), T(1), T(2), T(3, 0), T(4, 3)]))
     assert out == [Dispatch(0, (0, 2)), Dispatch(1, (1,))]
     out = s.handle(WorkerLost(0))
-    assert out == [Crashed(0, (0, 2)), Fail((3, 4), 0)]
-    assert s.pending() == 1
+    # 0 was running: it is charged (no retries: it fails); 2 goes back
+    assert out == [Lost(0, 0, False, 1), Fail((3, 4), 0), Dispatch(1, (2,))]
+    assert s.pending() == 2
     # a late report from the dead worker changes nothing
     assert s.handle(Finished(0, [(0, True, 0.1)], now=1.0)) == []
 
@@ -452,7 +479,7 @@ def test_worker_lost_releases_results_its_tasks_needed() -> None:
     assert out == [Dispatch(0, (0,)), Dispatch(1, (1,))]
     s.handle(Finished(1, [(1, True, 1.0)], now=1.0))
     out = s.handle(WorkerLost(0))
-    assert out == [Crashed(0, (0,)), Fail((2,), 0), Release((1,))]
+    assert out == [Lost(0, 0, False, 1), Fail((2,), 0), Release((1,))]
     assert s.graph.nodes == {}
 
 
@@ -461,7 +488,7 @@ def test_replacement_worker_takes_the_remaining_work() -> None:
     with_long_tasks(s)
     s.handle(WorkerJoined(0), Submitted([T(0), T(1), T(2)]))
     out = s.handle(WorkerLost(0), WorkerJoined(1))
-    assert out == [Crashed(0, (0,)), Dispatch(1, (1,))]
+    assert out == [Lost(0, 0, False, 1), Dispatch(1, (1,))]
 
 
 # -- stealing -----------------------------------------------------------------------------
@@ -580,10 +607,13 @@ class Driver:
                 assert ins.cause in self.dead
                 for key in ins.keys:
                     self.final(key, dead=True)
-            elif isinstance(ins, Crashed):
+            elif isinstance(ins, Lost):
                 assert ins.worker not in self.held
-                for key in ins.keys:
-                    self.final(key, dead=True)
+                self.final(ins.key, dead=True)
+            elif isinstance(ins, Retry):
+                if ins.reason == "error":  # finish() counted it as final
+                    self.finals[ins.key] -= 1
+                    self.dead.discard(ins.key)
             elif isinstance(ins, Steal):
                 assert ins.count >= 1
                 self.steals.append(ins)
@@ -607,7 +637,13 @@ class Driver:
             self.next_key += 1
             live = [k for k in range(key) if k not in self.dead]
             deps = tuple(self.rng.sample(live, min(len(live), self.rng.choice([0, 0, 1, 1, 2, 3]))))
-            spec = TaskSpec(key, deps, self.rng.choice([0, 0, 0, 1, -1]))
+            spec = TaskSpec(
+                key,
+                deps,
+                self.rng.choice([0, 0, 0, 1, -1]),
+                retries=self.rng.choice([0, 0, 1, 3]),
+                retry_delay=self.rng.choice([0.0, 0.001]),
+            )
             self.specs[key] = spec
             tasks.append(spec)
         return Submitted(tasks, now=self.now)
@@ -656,6 +692,9 @@ class Driver:
             self.handle(self.finish(rng.choice(busy)))
         elif self.next_key < self.total:
             self.handle(self.submit())
+        elif (wakeup := self.state.next_wakeup()) is not None:
+            self.now = max(self.now, wakeup)
+            self.handle(Tick(self.now))
         else:
             return False
         return True
@@ -664,12 +703,15 @@ class Driver:
         keys = self.held[worker]
         n = self.rng.randint(1, len(keys))
         results = []
+        retriable = []
         for key in keys[:n]:
             ok = self.rng.random() > 0.1
             results.append((key, ok, self.rng.choice([1e-5, 1e-3, 0.05, 0.5])))
+            if not ok and self.rng.random() < 0.5:
+                retriable.append(key)
             self.final(key, dead=not ok)
         del keys[:n]
-        return Finished(worker, results, now=self.now)
+        return Finished(worker, results, now=self.now, retriable=tuple(retriable))
 
     def cancel_one(self) -> None:
         held = {k for keys in self.held.values() for k in keys}

@@ -10,18 +10,23 @@ goes where, and when, is the scheduler's.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import starmap
+from itertools import islice, starmap
 from typing import Any, ClassVar
 
 from .._arguments import substitute
 from .._errors import RemoteTraceback
+from ..scheduler import policy
 
 __all__ = [
+    "ISOLATE",
+    "TIMED",
     "Backend",
     "BackendOptions",
     "Call",
@@ -30,8 +35,16 @@ __all__ = [
     "GaveBack",
     "Outcome",
     "Report",
+    "StartedCall",
+    "describe_exit",
     "run_call",
 ]
+
+#: Call flags. TIMED: report when the call starts (it has a timeout).
+#: ISOLATE: send every finished result before and right after the call (a
+#: retry after a crash: nothing else's result may die with it).
+TIMED = 1
+ISOLATE = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +53,10 @@ class BackendOptions:
     initializer: Callable[..., object] | None = None
     initargs: tuple[Any, ...] = ()
     mp_context: Any = None
+    #: Worker recycling (processes only): retire a worker after this many
+    #: tasks, or once its resident memory passes this many bytes.
+    max_tasks_per_worker: int | None = None
+    worker_memory_limit: int | None = None
 
 
 @dataclass(slots=True)
@@ -49,7 +66,8 @@ class Call:
     ``payload`` is ``(args, kwargs)`` with :class:`~pel._arguments.Dep`
     placeholders for dependencies; pickled to bytes for backends that pickle.
     ``deps`` holds the dependencies' values in placeholder order (pickled
-    likewise). A chunk's payload is a list of argument tuples instead.
+    likewise). A chunk's payload is ``(star, items, retry)`` instead (see
+    :func:`run_chunk`).
     """
 
     key: int
@@ -59,6 +77,7 @@ class Call:
     payload: Any
     deps: list[Any]
     chunk: bool = False
+    flags: int = 0
 
 
 @dataclass(slots=True)
@@ -78,21 +97,38 @@ class Completed:
 
 @dataclass(slots=True)
 class GaveBack:
+    """Calls handed back unstarted: after a steal (``stolen``), a drop, or
+    by a worker that is retiring."""
+
     worker: int
     keys: list[int] = field(default_factory=list)
+    stolen: bool = True
+
+
+@dataclass(slots=True)
+class StartedCall:
+    """A worker began a call flagged ``TIMED``."""
+
+    worker: int
+    key: int
 
 
 @dataclass(slots=True)
 class Exited:
-    """A worker died. ``exitcode`` as multiprocessing reports it (negative: signal)."""
+    """A worker ended. ``exitcode`` as multiprocessing reports it (negative:
+    signal). ``detail``: its initializer failed (so would a replacement's).
+    ``peak_rss``: the most resident memory it was seen using, in bytes.
+    ``cause``: why pel stopped it, when pel did (memory limit)."""
 
     worker: int
     exitcode: int | None
     pid: int | None = None
     detail: str = ""
+    peak_rss: int | None = None
+    cause: str = ""
 
 
-Report = Completed | GaveBack | Exited
+Report = Completed | GaveBack | StartedCall | Exited
 
 
 class Backend(ABC):
@@ -119,6 +155,15 @@ class Backend(ABC):
     @abstractmethod
     def steal(self, worker: int, count: int) -> None:
         """Ask a worker to give back up to ``count`` calls it has not started."""
+
+    @abstractmethod
+    def kill_worker(self, worker: int) -> None:
+        """Stop a worker now, whatever it runs; its ``Exited`` report follows."""
+
+    @abstractmethod
+    def drop(self, worker: int, keys: list[int]) -> None:
+        """Have a worker drop these calls if it has not started them; those it
+        dropped come back in a ``GaveBack(stolen=False)``."""
 
     @abstractmethod
     def wait(self, timeout: float | None) -> list[Report]:
@@ -184,22 +229,116 @@ def _in_process_error(exc: BaseException) -> BaseException:
 
 
 def run_chunk(
-    fn: Callable[..., Any], chunk: tuple[bool, list[Any]]
-) -> tuple[list[Any], Any, float]:
-    """Apply ``fn`` to each item of a map chunk; stop at the first error.
+    fn: Callable[..., Any], chunk: tuple[bool, list[Any], RetrySpec | None]
+) -> tuple[list[Any], list[tuple[int, BaseException]] | None, float]:
+    """Apply ``fn`` to each item of a map chunk.
 
-    ``chunk`` is ``(star, items)``: items are argument tuples when ``star``
-    (map over several iterables), else single arguments. Returns ``(results,
-    error, seconds)``: the results before the error, the error (with its
-    traceback as cause) or ``None``, and the time it took, from which ``map``
-    tunes its chunk size. The loop is C's: ``list.extend`` keeps what it
-    appended before an exception.
+    ``chunk`` is ``(star, items, retry)``: items are argument tuples when
+    ``star`` (map over several iterables), else single arguments; ``retry`` is
+    ``(retries, retry_on, first delay)`` or ``None``. Returns ``(results,
+    errors, seconds)``: a result per item (``None`` where the item failed),
+    the failures as ``(index, error)`` with their tracebacks as cause, or
+    ``None``, and the time it took, from which ``map`` tunes its chunk size.
+    An item that raises one of ``retry_on`` is run again here, after a backoff.
+    The loop is C's: ``list.extend`` keeps what it appended before an
+    exception, and carries on from the next item.
     """
-    star, items = chunk
+    star, items, retry = chunk
     start = time.perf_counter()
     results: list[Any] = []
+    errors: list[tuple[int, BaseException]] | None = None
+    count = len(items)
+    while len(results) < count:
+        done = len(results)
+        rest = items if not done else islice(items, done, None)
+        try:
+            results.extend(starmap(fn, rest) if star else map(fn, rest))
+        except Exception as exc:
+            index = len(results)
+            ok, value = _retry_item(fn, items[index], star, retry, exc)
+            if not ok:
+                if errors is None:
+                    errors = []
+                errors.append((index, remote_error(value)))
+                value = None
+            results.append(value)
+    return results, errors, time.perf_counter() - start
+
+
+#: ``(retries, retry_on, first delay)`` for the items of a map chunk.
+RetrySpec = tuple[int, tuple[type[BaseException], ...], float]
+
+
+def _retry_item(
+    fn: Callable[..., Any], item: Any, star: bool, retry: RetrySpec | None, error: Exception
+) -> tuple[bool, Any]:
+    if retry is None:
+        return False, error
+    retries, retry_on, first_delay = retry
+    for attempt in range(1, retries + 1):
+        if not isinstance(error, retry_on):
+            break
+        time.sleep(policy.retry_delay(first_delay, attempt, 0))
+        try:
+            return True, fn(*item) if star else fn(item)
+        except Exception as again:
+            error = again
+    return False, error
+
+
+_SIGNAL_HINTS = {
+    signal.SIGSEGV: " (a segmentation fault, usually in a C extension)",
+    signal.SIGKILL: " (killed: often the out-of-memory killer, or kill -9)",
+    signal.SIGABRT: " (aborted, usually by a failed assertion in C code)",
+    signal.SIGBUS: " (a bus error: mapped memory vanished)",
+}
+
+
+def describe_exit(exitcode: int | None, peak_rss: int | None = None, cause: str = "") -> str:
+    """Say in words how a worker process ended, with the likely cause.
+
+    ``peak_rss``: the most memory it was seen using. A SIGKILL after using a
+    large share of the machine's memory was most likely the out-of-memory
+    killer. ``cause``: pel's own reason, when pel killed it.
+    """
+    if exitcode is None:
+        how = "ended for an unknown reason"
+    elif exitcode >= 0:
+        how = f"exited with code {exitcode}"
+        if exitcode == 0:
+            how += " (sys.exit(0) in the task?)"
+    else:
+        try:
+            sig = signal.Signals(-exitcode)
+        except ValueError:
+            how = f"was killed by signal {-exitcode}"
+        else:
+            hint = _SIGNAL_HINTS.get(sig, "")
+            if sig == signal.SIGKILL and peak_rss and _is_large(peak_rss) and not cause:
+                hint = (
+                    f" (probably the out-of-memory killer: it was seen using "
+                    f"{_gib(peak_rss)} of this machine's {_gib(_total_memory() or 0)})"
+                )
+            how = f"was killed by {sig.name}{hint}"
+    if cause:
+        how += f"; {cause}"
+    elif peak_rss:
+        how += f"; peak memory seen {_gib(peak_rss)}"
+    return how
+
+
+def _total_memory() -> int | None:
     try:
-        results.extend(starmap(fn, items) if star else map(fn, items))
-    except Exception as exc:
-        return results, remote_error(exc), time.perf_counter() - start
-    return results, None, time.perf_counter() - start
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _is_large(rss: int) -> bool:
+    """A quarter of the machine's memory or more."""
+    total = _total_memory()
+    return total is not None and rss * 4 >= total
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:.2f} GiB"

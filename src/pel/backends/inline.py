@@ -4,6 +4,7 @@ For debugging: breakpoints, ``pdb`` and profilers see the task as ordinary
 code, and tracebacks are local. There is no runtime thread; the runtime runs
 its loop in the submitting thread until nothing is left to do, so a task's
 future is done when ``submit`` returns (its dependencies always are).
+A task cannot be stopped while it runs here, so timeouts are not enforced.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ class InlineBackend(Backend):
 
     def steal(self, worker: int, count: int) -> None:
         pass  # nothing is ever queued: each call runs as it is sent
+
+    def kill_worker(self, worker: int) -> None:
+        pass  # never asked: no call is running when the runtime decides
+
+    def drop(self, worker: int, keys: list[int]) -> None:
+        pass  # nothing is ever queued
 
     def wait(self, timeout: float | None) -> list[Report]:
         reports, self._reports = self._reports, []

@@ -19,6 +19,17 @@ class TaskSpec(NamedTuple):
     #: Tasks of one group (one function, say) are expected to take alike:
     #: durations are averaged per group to size the prefetch.
     group: int = 0
+    #: How many times the task may be run again after a worker died under it,
+    #: it timed out, or it failed with an error the runtime calls retriable.
+    retries: int = 0
+    #: Seconds one attempt may run (from its ``Started`` event); None: no limit.
+    timeout: float | None = None
+    #: Wait before the first retry; doubled for each next one.
+    retry_delay: float = 0.0
+    #: A batch of items (a map chunk) that is split in two, rather than
+    #: retried whole, when it takes its worker down: the items in the half
+    #: that did not are run again, and the culprit ends up alone.
+    splittable: bool = False
 
 
 @dataclass(slots=True)
@@ -29,16 +40,37 @@ class Submitted:
 
 @dataclass(slots=True)
 class Finished:
-    """A worker finished tasks: ``(key, succeeded, seconds the call ran)`` each."""
+    """A worker finished tasks: ``(key, succeeded, seconds the call ran)`` each.
+
+    ``retriable``: the failed ones whose error may be retried (the runtime
+    knows the errors; the scheduler decides whether budget is left).
+    """
 
     worker: int
     results: list[tuple[int, bool, float]]
+    now: float = 0.0
+    retriable: tuple[int, ...] = ()
+
+
+@dataclass(slots=True)
+class Started:
+    """A worker began running a task that has a timeout."""
+
+    worker: int
+    key: int
+    now: float = 0.0
+
+
+@dataclass(slots=True)
+class Tick:
+    """Only time passed: a retry may be due, or a timeout reached."""
+
     now: float = 0.0
 
 
 @dataclass(slots=True)
 class Cancelled:
-    """The user cancelled these tasks before they were sent to a worker."""
+    """The user cancelled these tasks: waiting, queued or running."""
 
     keys: list[int]
     now: float = 0.0
@@ -52,7 +84,9 @@ class WorkerJoined:
 
 @dataclass(slots=True)
 class WorkerLost:
-    """A worker died; whatever it held is lost."""
+    """A worker died. The task it was running is charged an attempt (unless
+    it was killed on purpose for another reason); the others it held go back
+    to the queue."""
 
     worker: int
     now: float = 0.0
@@ -60,11 +94,13 @@ class WorkerLost:
 
 @dataclass(slots=True)
 class Returned:
-    """Answering a ``Steal``: the tasks a worker gave back unstarted."""
+    """Tasks came back unstarted: a worker answered a ``Steal`` (``stolen``),
+    was retiring, or the runtime did not send them (cancelled meanwhile)."""
 
     worker: int
     keys: list[int] = field(default_factory=list)
     now: float = 0.0
+    stolen: bool = True
 
 
-Event = Submitted | Finished | Cancelled | WorkerJoined | WorkerLost | Returned
+Event = Submitted | Finished | Cancelled | WorkerJoined | WorkerLost | Returned | Started | Tick

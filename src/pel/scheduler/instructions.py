@@ -30,8 +30,44 @@ class Cancel:
 
 
 @dataclass(slots=True, frozen=True)
-class Crashed:
-    """These tasks were lost with ``worker``, which died while holding them."""
+class Lost:
+    """Task ``key`` took ``worker`` down (or ran past its timeout, and the
+    worker was killed) on ``attempts`` attempts, its last: fail it."""
+
+    worker: int
+    key: int
+    timed_out: bool
+    attempts: int
+
+
+@dataclass(slots=True, frozen=True)
+class Retry:
+    """Task ``key`` failed (``reason``: "crash", "timeout" or "error") and
+    runs again in ``delay`` seconds: attempt ``attempt + 1``."""
+
+    key: int
+    attempt: int
+    delay: float
+    reason: str
+
+
+@dataclass(slots=True, frozen=True)
+class Split:
+    """Splittable task ``key`` took its worker down: replace it by two halves."""
+
+    key: int
+
+
+@dataclass(slots=True, frozen=True)
+class Kill:
+    """Stop ``worker`` now (a timeout, or a cancelled running task)."""
+
+    worker: int
+
+
+@dataclass(slots=True, frozen=True)
+class Drop:
+    """``worker`` holds these cancelled tasks unstarted: drop them."""
 
     worker: int
     keys: tuple[int, ...]
@@ -52,4 +88,4 @@ class Release:
     keys: tuple[int, ...]
 
 
-Instruction = Dispatch | Fail | Cancel | Crashed | Steal | Release
+Instruction = Dispatch | Fail | Cancel | Lost | Retry | Split | Kill | Drop | Steal | Release

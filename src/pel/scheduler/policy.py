@@ -67,3 +67,19 @@ def chunk_size(
     if remaining is not None:
         size = min(size, math.ceil(remaining / (2 * max(workers, 1))))
     return max(1, min(size, max_chunk))
+
+
+#: No retry waits longer than this, however many came before.
+MAX_RETRY_DELAY = 30.0
+
+
+def retry_delay(first: float, attempt: int, key: int) -> float:
+    """Exponential backoff with jitter: about ``first * 2**(attempt - 1)``.
+
+    The jitter (x0.5 to x1.5) spreads out retries of tasks that failed
+    together, so they do not all hit a flaky resource at once again. It is a
+    hash of the task and attempt, not a random draw: the scheduler stays
+    deterministic, and a replay gives the same delays.
+    """
+    jitter = 0.5 + ((key * 2654435761 + attempt * 40503) % 1000) / 1000
+    return min(MAX_RETRY_DELAY, first * 2.0 ** (attempt - 1) * jitter)

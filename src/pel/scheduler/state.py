@@ -12,6 +12,16 @@ and the round-trip overhead measured on tasks sent to an idle worker. Per
 group, because one average over everything lets a burst of tiny tasks make
 long ones look tiny and queue them deep. A worker with nothing to do and no
 ready task to take asks the most loaded worker for half its unstarted tasks.
+
+Failures. A worker runs its tasks in the order they were sent, so the first
+task it holds is the one it was running when it died: that task is charged an
+attempt, and every other task it held goes back to the queue as it was. A
+charged task with budget left waits out a backoff (``DELAYED``) and runs
+again; one without fails (``Lost``). A task with a timeout starts its clock at
+``Started``; past its deadline its worker is killed, and the kill is charged to
+it. Cancelling a running task kills its worker too, charging nobody. Time only
+moves with events: :meth:`SchedulerState.next_wakeup` says when the runtime
+should send a ``Tick`` if nothing else happens.
 """
 
 from __future__ import annotations
@@ -21,8 +31,30 @@ from dataclasses import dataclass, field
 
 from ..graph import FINAL, Graph, Node, Status
 from . import policy
-from .events import Cancelled, Event, Finished, Returned, Submitted, WorkerJoined, WorkerLost
-from .instructions import Cancel, Crashed, Dispatch, Fail, Instruction, Release, Steal
+from .events import (
+    Cancelled,
+    Event,
+    Finished,
+    Returned,
+    Started,
+    Submitted,
+    Tick,
+    WorkerJoined,
+    WorkerLost,
+)
+from .instructions import (
+    Cancel,
+    Dispatch,
+    Drop,
+    Fail,
+    Instruction,
+    Kill,
+    Lost,
+    Release,
+    Retry,
+    Split,
+    Steal,
+)
 
 __all__ = ["SchedulerState", "WorkerState"]
 
@@ -36,6 +68,9 @@ class WorkerState:
     #: Keys sent to this worker and not yet reported back, in sending order.
     assigned: dict[int, None] = field(default_factory=dict)
     steal_pending: bool = False
+    #: Set when a Kill was sent: the task it was for, and why ("timeout" or
+    #: "cancel"). A killed worker gets no more tasks.
+    killing: tuple[int, str] | None = None
 
 
 class SchedulerState:
@@ -54,6 +89,10 @@ class SchedulerState:
         #: overhead sample.
         self._probe_sent: dict[int, float] = {}
         self._now = 0.0
+        #: (due, key): failed tasks waiting out their backoff.
+        self._delayed: list[tuple[float, int]] = []
+        #: (deadline, key, worker, attempts): running tasks that have a timeout.
+        self._deadlines: list[tuple[float, int, int, int]] = []
 
     # -- queries ---------------------------------------------------------------
 
@@ -64,6 +103,11 @@ class SchedulerState:
     def pending(self) -> int:
         """Tasks submitted and not final."""
         return sum(1 for n in self.graph.nodes.values() if n.status not in FINAL)
+
+    def next_wakeup(self) -> float | None:
+        """When a retry falls due or a timeout expires, if nothing happens first."""
+        due = [heap[0][0] for heap in (self._delayed, self._deadlines) if heap]
+        return min(due) if due else None
 
     def ready_keys(self) -> list[int]:
         """Ready tasks in the order they would be dispatched (for tests)."""
@@ -89,6 +133,10 @@ class SchedulerState:
                 self._on_worker_lost(event, out)
             elif type(event) is Returned:
                 self._on_returned(event)
+            elif type(event) is Started:
+                self._on_started(event)
+        self._release_due()
+        self._expire(out)
         self._fill(out)
         return out
 
@@ -98,6 +146,13 @@ class SchedulerState:
         graph = self.graph
         for spec in event.tasks:
             node, lifted = graph.add(spec.key, spec.deps, spec.priority, spec.group)
+            node.retries = spec.retries
+            if spec.timeout is not None:
+                node.timeout = spec.timeout
+            if spec.retry_delay:
+                node.retry_delay = spec.retry_delay
+            if spec.splittable:
+                node.splittable = True
             if node.status is Status.READY:
                 heapq.heappush(self._ready, _entry(node))
             for other in lifted:
@@ -107,6 +162,7 @@ class SchedulerState:
     def _on_finished(self, event: Finished, out: list[Instruction]) -> None:
         worker = self.workers.get(event.worker)
         released: list[int] = []
+        retriable = event.retriable
         for key, ok, seconds in event.results:
             if worker is not None:
                 worker.assigned.pop(key, None)
@@ -127,11 +183,26 @@ class SchedulerState:
                 self._settle_deps(node, released)
                 if node.unsettled == 0:
                     self._forget(node, released)
+            elif key in retriable and node.attempts < node.retries:
+                self._retry(node, "error", out)
             else:
                 node.status = Status.FAILED
                 self._finalize_descendants(node, Status.FAILED, out, released)
         if released:
             out.append(Release(tuple(released)))
+
+    def _on_started(self, event: Started) -> None:
+        node = self.graph.nodes.get(event.key)
+        worker = self.workers.get(event.worker)
+        if (
+            node is not None
+            and node.timeout is not None
+            and node.status is Status.ASSIGNED
+            and worker is not None
+            and event.key in worker.assigned
+        ):
+            deadline = (event.now + node.timeout, node.key, worker.id, node.attempts)
+            heapq.heappush(self._deadlines, deadline)
 
     def _on_cancelled(self, event: Cancelled, out: list[Instruction]) -> None:
         released: list[int] = []
@@ -140,36 +211,113 @@ class SchedulerState:
             if node is None or node.status in FINAL:
                 continue
             if node.status is Status.ASSIGNED:
-                # The runtime found the future cancelled when it came to send it.
-                for worker in self.workers.values():
-                    worker.assigned.pop(key, None)
-                self._probe_sent.pop(key, None)
+                self._stop_running(key, out)
             node.status = Status.CANCELLED
             self._finalize_descendants(node, Status.CANCELLED, out, released)
         if released:
             out.append(Release(tuple(released)))
 
+    def _stop_running(self, key: int, out: list[Instruction]) -> None:
+        """A task sent to a worker was cancelled: kill the worker if it is
+        running it (charging nobody), else have the worker drop it."""
+        self._probe_sent.pop(key, None)
+        for worker in self.workers.values():
+            if key not in worker.assigned:
+                continue
+            if next(iter(worker.assigned)) == key and worker.killing is None:
+                worker.killing = (key, "cancel")
+                out.append(Kill(worker.id))
+            elif worker.killing is None:
+                out.append(Drop(worker.id, (key,)))
+            del worker.assigned[key]
+            return
+
     def _on_worker_lost(self, event: WorkerLost, out: list[Instruction]) -> None:
         worker = self.workers.pop(event.worker, None)
         if worker is None or not worker.assigned:
             return
-        lost = tuple(worker.assigned)
-        out.append(Crashed(event.worker, lost))
+        held = list(worker.assigned)
+        if worker.killing is not None:
+            # Killed on purpose: a timeout is charged to its task (if that is
+            # still held); a cancel charges nobody.
+            key, why = worker.killing
+            charged = key if why == "timeout" and key in worker.assigned else None
+            reason = "timeout"
+        else:
+            charged, reason = held[0], "crash"
         released: list[int] = []
-        for key in lost:
+        for key in held:
             self._probe_sent.pop(key, None)
             node = self.graph.nodes.get(key)
-            if node is not None and node.status is Status.ASSIGNED:
-                node.status = Status.FAILED
-                self._finalize_descendants(node, Status.FAILED, out, released)
+            if node is None or node.status is not Status.ASSIGNED:
+                continue
+            if key == charged:
+                self._charge(node, event.worker, reason, out, released)
+            else:
+                node.status = Status.READY
+                heapq.heappush(self._ready, _entry(node))
         if released:
             out.append(Release(tuple(released)))
+
+    def _charge(
+        self, node: Node, worker: int, reason: str, out: list[Instruction], released: list[int]
+    ) -> None:
+        """``node`` took its worker down (or timed out): split, retry or fail it."""
+        if node.splittable:
+            # Not an attempt of its own: each half gets the full budget.
+            out.append(Split(node.key))
+            node.status = Status.FAILED
+            self._settle_deps(node, released)
+            self.graph.forget(node.key)
+        elif node.attempts < node.retries:
+            self._retry(node, reason, out)
+        else:
+            node.attempts += 1
+            out.append(Lost(worker, node.key, reason == "timeout", node.attempts))
+            node.status = Status.FAILED
+            self._finalize_descendants(node, Status.FAILED, out, released)
+
+    def _retry(self, node: Node, reason: str, out: list[Instruction]) -> None:
+        node.attempts += 1
+        delay = policy.retry_delay(node.retry_delay, node.attempts, node.key)
+        node.status = Status.DELAYED
+        heapq.heappush(self._delayed, (self._now + delay, node.key))
+        out.append(Retry(node.key, node.attempts, delay, reason))
+
+    def _release_due(self) -> None:
+        """Retries whose backoff is over join the ready queue."""
+        delayed = self._delayed
+        while delayed and delayed[0][0] <= self._now:
+            _, key = heapq.heappop(delayed)
+            node = self.graph.nodes.get(key)
+            if node is not None and node.status is Status.DELAYED:
+                node.status = Status.READY
+                heapq.heappush(self._ready, _entry(node))
+
+    def _expire(self, out: list[Instruction]) -> None:
+        """Kill the workers of tasks past their deadline."""
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= self._now:
+            _, key, worker_id, attempts = heapq.heappop(deadlines)
+            node = self.graph.nodes.get(key)
+            worker = self.workers.get(worker_id)
+            if (
+                node is not None
+                and node.status is Status.ASSIGNED
+                and node.attempts == attempts
+                and worker is not None
+                and key in worker.assigned
+                and worker.killing is None
+            ):
+                worker.killing = (key, "timeout")
+                out.append(Kill(worker_id))
 
     def _on_returned(self, event: Returned) -> None:
         worker = self.workers.get(event.worker)
         if worker is None:
             return
-        worker.steal_pending = False
+        if event.stolen:
+            worker.steal_pending = False
         for key in event.keys:
             if worker.assigned.pop(key, 0) is not None:
                 continue  # not held by this worker (any more)
@@ -225,7 +373,9 @@ class SchedulerState:
         if not self.workers:
             return
         batches: dict[int, list[int]] = {}
-        workers = list(self.workers.values())
+        workers = [w for w in self.workers.values() if w.killing is None]
+        if not workers:
+            return
         depths: dict[int, int] = {}
         while True:
             node = self._peek_ready()
@@ -265,11 +415,15 @@ class SchedulerState:
 
     def _balance(self, out: list[Instruction]) -> None:
         """Idle workers take unstarted work from the most loaded ones."""
-        idle = [w for w in self.workers.values() if not w.assigned]
+        idle = [w for w in self.workers.values() if not w.assigned and w.killing is None]
         if not idle:
             return
         victims = sorted(
-            (w for w in self.workers.values() if len(w.assigned) > 1 and not w.steal_pending),
+            (
+                w
+                for w in self.workers.values()
+                if len(w.assigned) > 1 and not w.steal_pending and w.killing is None
+            ),
             key=lambda w: (-len(w.assigned), w.id),
         )
         for _thief, victim in zip(idle, victims, strict=False):
@@ -278,7 +432,9 @@ class SchedulerState:
             out.append(Steal(victim.id, len(victim.assigned) // 2))
 
 
-_EVENT_TYPES = frozenset({Submitted, Finished, Cancelled, WorkerJoined, WorkerLost, Returned})
+_EVENT_TYPES = frozenset(
+    {Submitted, Finished, Cancelled, WorkerJoined, WorkerLost, Returned, Started, Tick}
+)
 
 
 def _load(worker: WorkerState) -> tuple[int, int]:

@@ -2,16 +2,18 @@
 
 A frame is an 8-byte little-endian length and that many bytes of pickle.
 Parent to worker: ``(RUN, functions, forget, calls)``, ``(STEAL, count)``,
-``(STOP,)``. Worker to parent: ``(DONE, results)``, ``(RETURNED, keys)``,
-``(INIT_FAILED, text)``.
+``(DROP, keys)``, ``(STOP,)``. Worker to parent: ``(DONE, results)``,
+``(RETURNED, keys)`` (answering STEAL), ``(DROPPED, keys)``, ``(STARTED, key)``
+(a call flagged TIMED began), ``(RETIRING, keys)`` (it leaves, handing these
+back), ``(INIT_FAILED, text)``.
 """
 
 from __future__ import annotations
 
 import struct
 
-RUN, STEAL, STOP = 1, 2, 3
-DONE, RETURNED, INIT_FAILED = 11, 12, 13
+RUN, STEAL, STOP, DROP = 1, 2, 3, 4
+DONE, RETURNED, INIT_FAILED, DROPPED, STARTED, RETIRING = 11, 12, 13, 14, 15, 16
 
 _HEADER = struct.Struct("<Q")
 HEADER_SIZE = _HEADER.size

@@ -1,4 +1,10 @@
-"""The parent side of the processes backend (data flow in the package docstring)."""
+"""The parent side of the processes backend (data flow in the package docstring).
+
+While workers hold calls, their resident memory is read every
+``SAMPLE_SECONDS`` (Linux): the peak seen goes into the report of a worker
+that dies (a SIGKILL with a high peak was probably the out-of-memory killer),
+and a worker past ``worker_memory_limit`` in the middle of a call is killed.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +13,46 @@ import os
 import pickle
 import selectors
 import sys
+import time
 from collections import OrderedDict
 from typing import Any, ClassVar
 
 from ..._errors import OptionError
 from ...transport import serialize
-from ..base import Backend, BackendOptions, Call, Completed, Exited, GaveBack, Outcome, Report
+from ..base import (
+    Backend,
+    BackendOptions,
+    Call,
+    Completed,
+    Exited,
+    GaveBack,
+    Outcome,
+    Report,
+    StartedCall,
+)
 from . import worker as worker_module
-from .channel import DONE, INIT_FAILED, RETURNED, RUN, STEAL, STOP, FrameReader, frame
+from .channel import (
+    DONE,
+    DROP,
+    DROPPED,
+    INIT_FAILED,
+    RETIRING,
+    RETURNED,
+    RUN,
+    STARTED,
+    STEAL,
+    STOP,
+    FrameReader,
+    frame,
+)
 
 __all__ = ["ProcessesBackend", "default_context"]
 
 #: Functions a worker keeps; past this the parent tells it to forget the oldest.
 FUNCTIONS_PER_WORKER = 256
 _READ_SIZE = 1 << 20
+#: How often busy workers' memory is read.
+SAMPLE_SECONDS = 0.1
 
 
 def default_context() -> multiprocessing.context.BaseContext:
@@ -51,6 +83,7 @@ class _WorkerHandle:
     """The parent's view of one worker process."""
 
     __slots__ = (
+        "cause",
         "conns",
         "detail",
         "fd_in",
@@ -59,8 +92,10 @@ class _WorkerHandle:
         "id",
         "in_flight",
         "outbox",
+        "peak_rss",
         "process",
         "reader",
+        "retiring",
         "uses",
     )
 
@@ -78,6 +113,10 @@ class _WorkerHandle:
         self.in_flight: dict[int, int] = {}
         self.uses: dict[int, int] = {}
         self.detail = ""  # why it is about to exit, when it said so
+        self.retiring = False
+        self.peak_rss: int | None = None
+        #: Why pel killed it, when pel did.
+        self.cause = ""
 
 
 class ProcessesBackend(Backend):
@@ -99,6 +138,7 @@ class ProcessesBackend(Backend):
         self._workers: dict[int, _WorkerHandle] = {}
         self._next_id = 0
         self._closed = False
+        self._sampled = 0.0
 
     # -- workers ------------------------------------------------------------------
 
@@ -107,7 +147,14 @@ class ProcessesBackend(Backend):
         parent_in, child_out = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(  # type: ignore[attr-defined]
             target=worker_module.main,
-            args=(child_in, child_out, self._init_blob, self._initargs_blob),
+            args=(
+                child_in,
+                child_out,
+                self._init_blob,
+                self._initargs_blob,
+                self.options.max_tasks_per_worker,
+                self.options.worker_memory_limit,
+            ),
             name=f"pel-worker-{self._next_id}",
         )
         process.start()
@@ -146,7 +193,7 @@ class ProcessesBackend(Backend):
             functions.append((fn_id, call.fn_blob))
             known[fn_id] = None
         forget = self._evict(handle) if len(known) > FUNCTIONS_PER_WORKER else []
-        wire = [(c.key, c.fn_id, c.payload, c.deps, c.chunk) for c in calls]
+        wire = [(c.key, c.fn_id, c.payload, c.deps, c.chunk, c.flags) for c in calls]
         self._post(handle, (RUN, functions, forget, wire))
 
     @staticmethod
@@ -174,6 +221,16 @@ class ProcessesBackend(Backend):
         handle = self._workers.get(worker)
         if handle is not None:
             self._post(handle, (STEAL, count))
+
+    def drop(self, worker: int, keys: list[int]) -> None:
+        handle = self._workers.get(worker)
+        if handle is not None:
+            self._post(handle, (DROP, keys))
+
+    def kill_worker(self, worker: int) -> None:
+        handle = self._workers.get(worker)
+        if handle is not None:
+            handle.process.kill()  # its sentinel reports the exit
 
     def _post(self, handle: _WorkerHandle, message: tuple[Any, ...]) -> None:
         data = frame(pickle.dumps(message, 5))
@@ -218,6 +275,10 @@ class ProcessesBackend(Backend):
 
     def wait(self, timeout: float | None) -> list[Report]:
         reports: list[Report] = []
+        busy = any(h.in_flight for h in self._workers.values())
+        if busy:
+            until_sample = max(0.0, self._sampled + SAMPLE_SECONDS - time.monotonic())
+            timeout = until_sample if timeout is None else min(timeout, until_sample)
         for key, _ in self._selector.select(timeout):
             if key.data is None:
                 try:
@@ -235,7 +296,27 @@ class ProcessesBackend(Backend):
                 self._drain_outbox(handle)
             else:
                 self._on_exit(handle, reports)
+        if busy and time.monotonic() - self._sampled >= SAMPLE_SECONDS:
+            self._sample_memory()
         return reports
+
+    def _sample_memory(self) -> None:
+        self._sampled = time.monotonic()
+        limit = self.options.worker_memory_limit
+        for handle in self._workers.values():
+            if not handle.in_flight or handle.process.pid is None:
+                continue
+            rss = worker_module.resident_bytes(handle.process.pid)
+            if rss is None:
+                continue
+            if handle.peak_rss is None or rss > handle.peak_rss:
+                handle.peak_rss = rss
+            if limit is not None and rss >= limit and not handle.cause:
+                handle.cause = (
+                    f"pel killed it: its memory use ({_mib(rss)}) passed "
+                    f"worker_memory_limit ({_mib(limit)}) while a task ran"
+                )
+                handle.process.kill()
 
     def _read_results(self, handle: _WorkerHandle, reports: list[Report]) -> None:
         while True:
@@ -259,6 +340,13 @@ class ProcessesBackend(Backend):
         elif kind == RETURNED:
             self._answered(handle, message[1])
             reports.append(GaveBack(handle.id, message[1]))
+        elif kind == STARTED:
+            reports.append(StartedCall(handle.id, message[1]))
+        elif kind in (DROPPED, RETIRING):
+            self._answered(handle, message[1])
+            reports.append(GaveBack(handle.id, message[1], stolen=False))
+            if kind == RETIRING:
+                handle.retiring = True
         elif kind == INIT_FAILED:
             # It exits next; its sentinel will report the exit, with this reason.
             handle.detail = f"its initializer failed:\n{message[1]}"
@@ -267,8 +355,18 @@ class ProcessesBackend(Backend):
         # Results written just before the exit are still in the pipe.
         handle.process.join(timeout=5)
         self._read_results(handle, reports)
+        if handle.retiring and handle.in_flight:
+            # Sent after it decided to retire: it never read them.
+            reports.append(GaveBack(handle.id, list(handle.in_flight), stolen=False))
         reports.append(
-            Exited(handle.id, handle.process.exitcode, handle.process.pid, handle.detail)
+            Exited(
+                handle.id,
+                handle.process.exitcode,
+                handle.process.pid,
+                handle.detail,
+                handle.peak_rss,
+                handle.cause,
+            )
         )
         self._forget_worker(handle)
 
@@ -327,6 +425,10 @@ class ProcessesBackend(Backend):
                 except BrokenPipeError:
                     pass
                 handle.outbox.clear()
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.0f} MiB"
 
 
 def _outcome(key: int, ok: bool, blob: bytes, seconds: float) -> Outcome:

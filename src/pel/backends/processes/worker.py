@@ -9,6 +9,10 @@ that call's function has so far always been quick (its moving average under
 ``FLUSH_SECONDS``. Tiny tasks share a write; a finished result is not held
 hostage by the next task, nor lost if that task kills the worker.
 
+A worker can retire itself: after ``max_tasks_per_worker`` calls, or when its
+resident memory has passed ``worker_memory_limit`` at the end of a call, it
+sends its results, hands back the calls it has not started, and exits.
+
 SIGINT is ignored: Ctrl-C in a terminal reaches the whole process group, and
 it is the parent's to act on. On Linux the worker also asks to be killed when
 its parent dies (under forkserver, the server, which exits when the parent
@@ -30,8 +34,21 @@ from typing import Any
 
 from ..._arguments import set_dep_values
 from ...transport import serialize
-from ..base import remote_error, run_chunk
-from .channel import DONE, INIT_FAILED, RETURNED, RUN, STEAL, STOP, FrameReader, frame
+from ..base import ISOLATE, TIMED, remote_error, run_chunk
+from .channel import (
+    DONE,
+    DROP,
+    DROPPED,
+    INIT_FAILED,
+    RETIRING,
+    RETURNED,
+    RUN,
+    STARTED,
+    STEAL,
+    STOP,
+    FrameReader,
+    frame,
+)
 
 FLUSH_SECONDS = 0.002
 QUICK_SECONDS = 0.0005
@@ -75,6 +92,18 @@ def _release_forkserver() -> None:
         server._forkserver_pid = None
 
 
+def resident_bytes(pid: int | str = "self") -> int | None:
+    """Resident memory of a process now (Linux), else None."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE_SIZE
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -97,13 +126,22 @@ def _encode_error(exc: BaseException) -> bytes:
 
 
 class _Worker:
-    def __init__(self, read_fd: int, write_fd: int) -> None:
+    def __init__(
+        self,
+        read_fd: int,
+        write_fd: int,
+        max_tasks: int | None = None,
+        memory_limit: int | None = None,
+    ) -> None:
         self.read_fd = read_fd
         self.write_fd = write_fd
+        self.max_tasks = max_tasks
+        self.memory_limit = memory_limit
+        self.tasks_run = 0
         self.reader = FrameReader()
         self.poller = select.poll()
         self.poller.register(read_fd, select.POLLIN)
-        self.queue: deque[tuple[int, int, bytes, list[bytes], bool]] = deque()
+        self.queue: deque[tuple[int, int, bytes, list[bytes], bool, int]] = deque()
         self.functions: dict[int, Callable[..., Any]] = {}
         #: Moving average of each function's call time, to predict the next one.
         self.expected: dict[int, float] = {}
@@ -111,6 +149,7 @@ class _Worker:
         self.first_unsent = 0.0
         self.stopping = False
         self.parent_gone = False
+        self.recycles = max_tasks is not None or memory_limit is not None
 
     def read(self, block: bool) -> None:
         """Read what has arrived (waiting for something when ``block``)."""
@@ -136,13 +175,27 @@ class _Worker:
         elif kind == STEAL:
             count = min(message[1], len(self.queue))
             keys = [self.queue.pop()[0] for _ in range(count)]
-            self.flush()
-            _write_all(self.write_fd, frame(pickle.dumps((RETURNED, keys), 5)))
+            self.send((RETURNED, keys))
+        elif kind == DROP:
+            wanted = set(message[1])
+            dropped = [call[0] for call in self.queue if call[0] in wanted]
+            if dropped:
+                self.queue = deque(call for call in self.queue if call[0] not in wanted)
+            self.send((DROPPED, dropped))
         elif kind == STOP:
             self.stopping = True
 
+    def send(self, message: tuple[Any, ...]) -> None:
+        """Send a message now, after the results waiting to go (order kept)."""
+        self.flush()
+        _write_all(self.write_fd, frame(pickle.dumps(message, 5)))
+
     def run_one(self) -> None:
-        key, fn_id, payload, deps, chunk = self.queue.popleft()
+        key, fn_id, payload, deps, chunk, flags = self.queue.popleft()
+        if flags & ISOLATE:
+            self.flush()
+        if flags & TIMED:
+            self.send((STARTED, key))
         start = time.perf_counter()
         try:
             fn = self.functions[fn_id]
@@ -187,6 +240,23 @@ class _Worker:
         if not self.unsent:
             self.first_unsent = time.perf_counter()
         self.unsent.append((key, ok, blob, seconds))
+        if flags & ISOLATE:
+            self.flush()
+
+    def should_retire(self) -> bool:
+        """Past ``max_tasks_per_worker`` calls, or ``worker_memory_limit`` bytes."""
+        self.tasks_run += 1
+        if self.max_tasks is not None and self.tasks_run >= self.max_tasks:
+            return True
+        if self.memory_limit is not None:
+            rss = resident_bytes()
+            return rss is not None and rss >= self.memory_limit
+        return False
+
+    def retire(self) -> None:
+        keys = [call[0] for call in self.queue]
+        self.queue.clear()
+        self.send((RETIRING, keys))
 
     def flush(self) -> None:
         if self.unsent:
@@ -204,6 +274,9 @@ class _Worker:
             if self.unsent and not self._may_hold():
                 self.flush()
             self.run_one()
+            if self.recycles and self.should_retire():
+                self.retire()
+                return
             self.read(block=False)
 
     def _may_hold(self) -> bool:
@@ -217,7 +290,12 @@ class _Worker:
 
 
 def main(
-    read_conn: Any, write_conn: Any, initializer: bytes | None, initargs: bytes | None
+    read_conn: Any,
+    write_conn: Any,
+    initializer: bytes | None,
+    initargs: bytes | None,
+    max_tasks: int | None = None,
+    memory_limit: int | None = None,
 ) -> None:
     """Entry point of a worker process (the ``target`` of its Process)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -232,7 +310,7 @@ def main(
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             _write_all(write_fd, frame(pickle.dumps((INIT_FAILED, text), 5)))
             os._exit(3)
-    worker = _Worker(read_fd, write_fd)
+    worker = _Worker(read_fd, write_fd, max_tasks, memory_limit)
     try:
         worker.loop()
     except SystemExit as exc:
