@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck bench bench-quick bench-scaling clean
+.PHONY: chaos demo test lint typecheck bench bench-quick bench-scaling clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench-quick: $(VENV)/.installed-bench
 # table + benchmarks/results/scaling.json. Smoke run: make bench-scaling SCALING_ARGS=--quick
 bench-scaling: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.scaling $(SCALING_ARGS)
+
+# The W7 graph 20 times while a random worker is SIGKILLed every 100 ms; exits 1 on any failure.
+chaos: $(VENV)/.installed
+	$(BIN)/python -m benchmarks.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -159,3 +159,97 @@ def exit_on(x: Any, bad: Any, code: int = 1) -> Any:
     if x == bad:
         os._exit(code)
     return x
+
+
+# -- used by tests/faults/test_recovery.py ----------------------------------------------
+
+
+def first_time(marker: str) -> bool:
+    """True for the first caller with this marker path, across processes."""
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
+def crash_once(marker: str, value: Any) -> Any:
+    """Kill the worker the first time; return ``value`` after."""
+    if first_time(marker):
+        os._exit(1)
+    return value
+
+
+def hang_once(marker: str, value: Any) -> Any:
+    """Hang (far past any test timeout) the first time; return ``value`` after."""
+    if first_time(marker):
+        time.sleep(600)
+    return value
+
+
+def fail_times(
+    directory: str, times: int, value: Any, error: type[Exception] = ConnectionError
+) -> Any:
+    """Raise ``error`` on the first ``times`` calls (counted with files), then return."""
+    calls = len(os.listdir(directory))
+    with open(os.path.join(directory, f"call-{calls}-{os.getpid()}-{time.monotonic_ns()}"), "w"):
+        pass
+    if calls < times:
+        raise error(f"failure {calls + 1} of {times}")
+    return value
+
+
+_hoard: list[bytearray] = []
+
+
+def hoard(megabytes: int) -> int:
+    """Keep ``megabytes`` MiB alive in this worker (a leak); return its pid."""
+    block = bytearray(megabytes << 20)
+    block[:: 1 << 12] = b"x" * len(block[:: 1 << 12])  # touch every page
+    _hoard.append(block)
+    return os.getpid()
+
+
+def hoard_then_wait(megabytes: int, seconds: float) -> int:
+    """Grab ``megabytes`` MiB, then sleep: a task that blows past a memory limit."""
+    hoard(megabytes)
+    time.sleep(seconds)
+    return os.getpid()
+
+
+class BreaksInWorker:
+    """Pickles in the parent; unpickling it in any other process raises."""
+
+    def __init__(self) -> None:
+        self.home = os.getpid()
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_only_at_home, (self.home,))
+
+
+def _rebuild_only_at_home(home: int) -> BreaksInWorker:
+    if os.getpid() != home:
+        raise ValueError("BreaksInWorker cannot be rebuilt away from home")
+    obj = BreaksInWorker.__new__(BreaksInWorker)
+    obj.home = home
+    return obj
+
+
+class BreaksInParent:
+    """Made in a worker; unpickling it in the parent raises."""
+
+    def __init__(self, parent: int) -> None:
+        self.parent = parent
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_away_from, (self.parent,))
+
+
+def _rebuild_away_from(parent: int) -> BreaksInParent:
+    if os.getpid() == parent:
+        raise ValueError("BreaksInParent cannot be rebuilt in the parent")
+    return BreaksInParent(parent)
+
+
+def make_breaks_in_parent(parent: int) -> BreaksInParent:
+    return BreaksInParent(parent)

@@ -124,8 +124,9 @@ class Executor(concurrent.futures.Executor):
     for each next one, with jitter. Worker recycling (processes backend):
     ``max_tasks_per_worker`` calls (a map chunk is one), or
     ``worker_memory_limit`` (bytes, or a string such as ``"2GiB"``) of
-    resident memory, checked between tasks (the worker retires) and every
-    0.1 s during one (the worker is killed: a crash for that task).
+    resident memory: past it after a task, the worker retires (its queued
+    tasks go to the others); past 1.5 times it during a task (checked every
+    0.1 s), the worker is killed, a crash for that task.
     """
 
     def __init__(

@@ -70,6 +70,11 @@ from .transport import serialize
 __all__ = ["Record", "Runtime"]
 
 
+#: Worker processes in a row that may die before starting up (an import that
+#: fails in them, say) before the executor gives up instead of restarting more.
+MAX_FAILED_STARTS = 10
+
+
 class Record:
     """What the runtime keeps for a task until it is final."""
 
@@ -144,6 +149,8 @@ class Runtime:
         self._pumping = False
         #: How each lost worker ended, for the errors of the tasks it held.
         self._exits: dict[int, Exited] = {}
+        #: Workers in a row that died before they started up.
+        self._failed_starts = 0
         #: Keys settled during the current turn; their records go at its end.
         self._settled: list[int] = []
         #: Dispatched keys found cancelled before they were sent, per worker:
@@ -414,9 +421,16 @@ class Runtime:
     def _on_exit(self, report: Exited, events: list[Event], now: float) -> None:
         events.append(WorkerLost(report.worker, now))
         self._exits[report.worker] = report
+        who = f"a worker (pid {report.pid})" if report.pid else "a worker"
         if report.detail:  # the initializer failed: every replacement would too
-            who = f"a worker (pid {report.pid})" if report.pid else "a worker"
             self._break(f"{who} could not start: {report.detail}")
+        self._failed_starts = 0 if report.started else self._failed_starts + 1
+        if self._failed_starts >= MAX_FAILED_STARTS and self._broken is None:
+            self._break(
+                f"{MAX_FAILED_STARTS} worker processes in a row died as they started (the "
+                f"last, {who}, {describe_exit(report.exitcode)}); see the workers' stderr. "
+                f"Can they import __main__ and the task's module?"
+            )
         # Replaced even while closing: the tasks it held are run again.
         if not self._kill and self._broken is None:
             self._add_worker()

@@ -6,11 +6,19 @@ Waiting is always on a condition with a deadline, never a fixed sleep.
 from __future__ import annotations
 
 import os
+import random
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-__all__ = ["BACKENDS", "alive", "wait_for_exit", "wait_until"]
+if TYPE_CHECKING:
+    from ._executor import Executor
+
+__all__ = ["BACKENDS", "WorkerKiller", "alive", "kill_workers", "wait_for_exit", "wait_until"]
 
 #: Every backend that needs nothing beyond pel itself.
 BACKENDS = ("processes", "threads", "inline")
@@ -58,3 +66,48 @@ def wait_for_exit(pids: Iterable[int], timeout: float = 10.0) -> list[int]:
     pids = list(pids)
     wait_until(lambda: not any(alive(p) for p in pids), timeout)
     return [p for p in pids if alive(p)]
+
+
+class WorkerKiller:
+    """What :func:`kill_workers` did: the pids it killed, and every worker pid seen."""
+
+    def __init__(self) -> None:
+        self.killed: list[int] = []
+        self.seen: set[int] = set()
+
+
+@contextmanager
+def kill_workers(
+    executor: Executor, interval: float = 0.1, seed: int | None = None
+) -> Iterator[WorkerKiller]:
+    """Chaos: SIGKILL a random worker process of ``executor`` every ``interval``
+    seconds while the block runs, to check that a workload survives it.
+
+    ``killer.seen`` collects every worker pid met, so a test can check after
+    shutdown that none is left.
+    """
+    rng = random.Random(seed)
+    killer = WorkerKiller()
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(interval):
+            pids = executor.worker_pids()
+            killer.seen.update(pids)
+            if not pids:
+                continue
+            victim = rng.choice(sorted(pids))
+            try:
+                os.kill(victim, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            killer.killed.append(victim)
+
+    thread = threading.Thread(target=run, name="pel-chaos", daemon=True)
+    thread.start()
+    try:
+        yield killer
+    finally:
+        stop.set()
+        thread.join()
+        killer.seen.update(executor.worker_pids())

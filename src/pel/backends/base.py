@@ -118,7 +118,8 @@ class Exited:
     """A worker ended. ``exitcode`` as multiprocessing reports it (negative:
     signal). ``detail``: its initializer failed (so would a replacement's).
     ``peak_rss``: the most resident memory it was seen using, in bytes.
-    ``cause``: why pel stopped it, when pel did (memory limit)."""
+    ``cause``: why pel stopped it, when pel did (memory limit). ``started``:
+    it had started up (an in-process worker always has)."""
 
     worker: int
     exitcode: int | None
@@ -126,6 +127,7 @@ class Exited:
     detail: str = ""
     peak_rss: int | None = None
     cause: str = ""
+    started: bool = True
 
 
 Report = Completed | GaveBack | StartedCall | Exited
@@ -313,7 +315,7 @@ def describe_exit(exitcode: int | None, peak_rss: int | None = None, cause: str 
         except ValueError:
             how = f"was killed by signal {-exitcode}"
         else:
-            hint = _SIGNAL_HINTS.get(sig, "")
+            hint = "" if cause else _SIGNAL_HINTS.get(sig, "")
             if sig == signal.SIGKILL and peak_rss and _is_large(peak_rss) and not cause:
                 hint = (
                     f" (probably the out-of-memory killer: it was seen using "

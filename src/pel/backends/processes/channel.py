@@ -5,7 +5,7 @@ Parent to worker: ``(RUN, functions, forget, calls)``, ``(STEAL, count)``,
 ``(DROP, keys)``, ``(STOP,)``. Worker to parent: ``(DONE, results)``,
 ``(RETURNED, keys)`` (answering STEAL), ``(DROPPED, keys)``, ``(STARTED, key)``
 (a call flagged TIMED began), ``(RETIRING, keys)`` (it leaves, handing these
-back), ``(INIT_FAILED, text)``.
+back), ``(READY,)`` (started: its initializer ran), ``(INIT_FAILED, text)``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 
 RUN, STEAL, STOP, DROP = 1, 2, 3, 4
-DONE, RETURNED, INIT_FAILED, DROPPED, STARTED, RETIRING = 11, 12, 13, 14, 15, 16
+DONE, RETURNED, INIT_FAILED, DROPPED, STARTED, RETIRING, READY = 11, 12, 13, 14, 15, 16, 17
 
 _HEADER = struct.Struct("<Q")
 HEADER_SIZE = _HEADER.size

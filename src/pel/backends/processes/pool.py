@@ -3,7 +3,8 @@
 While workers hold calls, their resident memory is read every
 ``SAMPLE_SECONDS`` (Linux): the peak seen goes into the report of a worker
 that dies (a SIGKILL with a high peak was probably the out-of-memory killer),
-and a worker past ``worker_memory_limit`` in the middle of a call is killed.
+and a worker past ``MEMORY_KILL_FACTOR`` times ``worker_memory_limit`` in the
+middle of a call is killed (past the limit itself, it retires after the call).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .channel import (
     DROP,
     DROPPED,
     INIT_FAILED,
+    READY,
     RETIRING,
     RETURNED,
     RUN,
@@ -53,6 +55,9 @@ FUNCTIONS_PER_WORKER = 256
 _READ_SIZE = 1 << 20
 #: How often busy workers' memory is read.
 SAMPLE_SECONDS = 0.1
+#: A worker past ``worker_memory_limit`` retires after its task; one past
+#: this many times the limit while a task runs is killed (a crash for it).
+MEMORY_KILL_FACTOR = 1.5
 
 
 def default_context() -> multiprocessing.context.BaseContext:
@@ -95,6 +100,7 @@ class _WorkerHandle:
         "peak_rss",
         "process",
         "reader",
+        "ready",
         "retiring",
         "uses",
     )
@@ -114,6 +120,7 @@ class _WorkerHandle:
         self.uses: dict[int, int] = {}
         self.detail = ""  # why it is about to exit, when it said so
         self.retiring = False
+        self.ready = False  # it said it started
         self.peak_rss: int | None = None
         #: Why pel killed it, when pel did.
         self.cause = ""
@@ -311,10 +318,10 @@ class ProcessesBackend(Backend):
                 continue
             if handle.peak_rss is None or rss > handle.peak_rss:
                 handle.peak_rss = rss
-            if limit is not None and rss >= limit and not handle.cause:
+            if limit is not None and rss >= limit * MEMORY_KILL_FACTOR and not handle.cause:
                 handle.cause = (
                     f"pel killed it: its memory use ({_mib(rss)}) passed "
-                    f"worker_memory_limit ({_mib(limit)}) while a task ran"
+                    f"{MEMORY_KILL_FACTOR:g} x worker_memory_limit ({_mib(limit)}) while a task ran"
                 )
                 handle.process.kill()
 
@@ -347,6 +354,8 @@ class ProcessesBackend(Backend):
             reports.append(GaveBack(handle.id, message[1], stolen=False))
             if kind == RETIRING:
                 handle.retiring = True
+        elif kind == READY:
+            handle.ready = True
         elif kind == INIT_FAILED:
             # It exits next; its sentinel will report the exit, with this reason.
             handle.detail = f"its initializer failed:\n{message[1]}"
@@ -366,6 +375,7 @@ class ProcessesBackend(Backend):
                 handle.detail,
                 handle.peak_rss,
                 handle.cause,
+                handle.ready,
             )
         )
         self._forget_worker(handle)

@@ -40,6 +40,7 @@ from .channel import (
     DROP,
     DROPPED,
     INIT_FAILED,
+    READY,
     RETIRING,
     RETURNED,
     RUN,
@@ -125,6 +126,24 @@ def _encode_error(exc: BaseException) -> bytes:
         return serialize.dumps_with_tracebacks(substitute)
 
 
+def _unpickle_call(payload: bytes, deps: list[bytes]) -> Any:
+    """The call's arguments, with its dependencies' values put in place."""
+    try:
+        set_dep_values([pickle.loads(d) for d in deps] if deps else ())
+        try:
+            return pickle.loads(payload)
+        finally:
+            set_dep_values(())
+    except Exception as exc:
+        from ..._errors import SerializationError
+
+        raise SerializationError(
+            f"the task's arguments could not be unpickled in the worker process: "
+            f"{type(exc).__name__}: {exc}. Is every class and function they use importable "
+            f"there (not defined in an interactive session)?"
+        ) from exc
+
+
 class _Worker:
     def __init__(
         self,
@@ -199,11 +218,7 @@ class _Worker:
         start = time.perf_counter()
         try:
             fn = self.functions[fn_id]
-            set_dep_values([pickle.loads(d) for d in deps] if deps else ())
-            try:
-                call_args = pickle.loads(payload)
-            finally:
-                set_dep_values(())
+            call_args = _unpickle_call(payload, deps)
             if chunk:
                 value: Any = run_chunk(fn, call_args)
             else:
@@ -310,6 +325,7 @@ def main(
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             _write_all(write_fd, frame(pickle.dumps((INIT_FAILED, text), 5)))
             os._exit(3)
+    _write_all(write_fd, frame(pickle.dumps((READY,), 5)))
     worker = _Worker(read_fd, write_fd, max_tasks, memory_limit)
     try:
         worker.loop()
