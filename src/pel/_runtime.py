@@ -242,7 +242,8 @@ class Runtime:
             while True:
                 reports = self._backend.wait(self._wait_timeout())
                 self._turn(reports)
-                if self._closing and not self._records:
+                # (A split chunk's halves wait in the inbox, not yet recorded.)
+                if self._closing and not self._records and not self._inbox:
                     break
         except BaseException as exc:  # pragma: no cover - a bug in pel itself
             self._break(f"pel's runtime thread failed: {type(exc).__name__}: {exc}")
@@ -266,7 +267,12 @@ class Runtime:
                     break
                 # A retry waiting out its backoff: nothing else can run here.
                 time.sleep(max(0.0, wakeup - time.monotonic()))
-            if self._closing and not self._records and not self._finished.is_set():
+            if (
+                self._closing
+                and not self._records
+                and not self._inbox
+                and not self._finished.is_set()
+            ):
                 self._backend.close(kill=self._kill)
                 self._finished.set()
         finally:

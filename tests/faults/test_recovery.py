@@ -291,3 +291,23 @@ def test_workers_that_die_as_they_start_break_the_executor(make_executor: MakeEx
         return False
 
     assert wait_until(broken, timeout=RESULT_TIMEOUT)
+
+
+def test_a_chunk_split_during_shutdown_still_delivers(make_executor: MakeExecutor) -> None:
+    """The halves of a split chunk are submitted by the runtime itself: shutdown
+    must wait for them too (it once stopped with them still in its inbox)."""
+    ex = make_executor(2, retries=0)
+    results = ex.map(tasks.exit_on, range(40), [30] * 40, chunksize=40)
+    ex.shutdown(wait=True)
+    make_executor.remember_pids()  # type: ignore[attr-defined]
+    got: list[int] = []
+    crashed = 0
+    while True:
+        try:
+            got.append(next(results))
+        except StopIteration:
+            break
+        except pel.WorkerCrashedError:
+            crashed += 1
+    assert got == [i for i in range(40) if i != 30]
+    assert crashed == 1
