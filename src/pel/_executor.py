@@ -374,7 +374,8 @@ class Executor(concurrent.futures.Executor):
         The rest of every ``map`` still open is submitted first, so its results
         can be read afterwards, as with ``concurrent.futures`` (close a map over
         an endless input before shutting down). ``cancel_futures=True`` cancels
-        the tasks not yet running instead. ``wait=False`` returns at once; the
+        every task not finished instead, running ones included (their workers
+        are killed, as by ``Future.cancel()``), so it returns promptly. ``wait=False`` returns at once; the
         workers stop in the background.
         """
         if not cancel_futures and not self._shutdown:

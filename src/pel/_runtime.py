@@ -437,8 +437,8 @@ class Runtime:
                 f"last, {who}, {describe_exit(report.exitcode)}); see the workers' stderr. "
                 f"Can they import __main__ and the task's module?"
             )
-        # Replaced even while closing: the tasks it held are run again.
-        if not self._kill and self._broken is None:
+        # Replaced even while closing, if tasks are left: they are run again.
+        if not self._kill and self._broken is None and (self._records or not self._closing):
             self._add_worker()
 
     def _break(self, message: str) -> None:
@@ -452,14 +452,22 @@ class Runtime:
     ) -> None:
         self._closing = True
         self._kill = self._kill or kill
-        if cancel_futures or kill:
+        if cancel_futures and not kill:
+            # Everything not finished, running tasks included (their workers
+            # are killed), so shutdown returns promptly.
+            cancelled = [k for k, r in self._records.items() if r.future._cancel(running=True)]
+            for key in cancelled:
+                _notify_cancelled(self._records[key].future)
+                self._settled.append(key)
+            if cancelled:
+                events.append(Cancelled(cancelled, now))
+        if kill:
             pending = [k for k, r in self._records.items() if not r.future.running()]
             for key in pending:
                 _cancel(self._records[key].future)
                 self._settled.append(key)
             if pending:
                 events.append(Cancelled(pending, now))
-        if kill:
             for record in self._records.values():
                 if not record.future.done():
                     record.future.set_exception(

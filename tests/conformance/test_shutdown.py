@@ -47,17 +47,22 @@ def test_shutdown_wait_blocks_until_held_work_is_done(ex: pel.Executor, tmp_path
     assert [f.result() for f in pending] == list(range(10))
 
 
-def test_shutdown_cancel_futures_cancels_queued_tasks(ex: pel.Executor, tmp_path: Path) -> None:
+@pytest.mark.parametrize("wait", [False, True])
+def test_shutdown_cancel_futures_cancels_queued_and_running_tasks(
+    ex: pel.Executor, tmp_path: Path, wait: bool
+) -> None:
     with Gate(ex, tmp_path) as gate:
         queued = [ex.submit(add, gate.future, i) for i in range(10)]
-        ex.shutdown(wait=False, cancel_futures=True)
+        # With wait=True this returns although the running tasks would block
+        # until the gate opens: they are cancelled too (their workers killed).
+        ex.shutdown(wait=wait, cancel_futures=True)
         with pytest.raises(pel.ExecutorShutdownError):
             ex.submit(add, 1, 2)
-    _, not_done = concurrent.futures.wait(queued, timeout=WAIT)
-    assert not not_done
+        _, not_done = concurrent.futures.wait([*queued, gate.future], timeout=WAIT)
+        assert not not_done
     if gate.holds:
         assert all(f.cancelled() for f in queued)
-        assert gate.future.result() == 0  # the running tasks were left to finish
+        assert gate.future.cancelled()
     else:  # inline: nothing was queued, everything had run
         assert [f.result() for f in queued] == list(range(10))
 
