@@ -375,8 +375,8 @@ class Executor(concurrent.futures.Executor):
         can be read afterwards, as with ``concurrent.futures`` (close a map over
         an endless input before shutting down). ``cancel_futures=True`` cancels
         every task not finished instead, running ones included (their workers
-        are killed, as by ``Future.cancel()``), so it returns promptly. ``wait=False`` returns at once; the
-        workers stop in the background.
+        are killed, as by ``Future.cancel()``), so it returns promptly.
+        ``wait=False`` returns at once; the workers stop in the background.
         """
         if not cancel_futures and not self._shutdown:
             for run in list(self._maps):
