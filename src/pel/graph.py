@@ -12,7 +12,9 @@ with. It grows as dependents are submitted; :meth:`Graph.add` returns the
 tasks whose height changed so the scheduler can re-rank them. A new task lifts
 heights at most ``MAX_LIFT`` levels up: without a bound, a chain of n tasks
 submitted before any finishes costs O(n^2); with it, heights past that depth are
-a lower bound, which only matters where many deep chains compete.
+a lower bound, which only matters where many deep chains compete. Tasks already
+sent to a worker, or final, are not lifted (nor anything above them): their
+rank no longer matters.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ class Status(enum.Enum):
     READY = "ready"  # all dependencies finished, not yet given to a worker
     ASSIGNED = "assigned"  # sent to a worker (queued there or running)
     DELAYED = "delayed"  # failed, and waiting to be retried
+
+    # Enum hashes by name, in Python; members are singletons, so identity
+    # will do, in C. Status sets are tested several times per task.
+    __hash__ = object.__hash__
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -37,6 +43,9 @@ class Status(enum.Enum):
 
 MAX_LIFT = 32
 FINAL = frozenset({Status.DONE, Status.FAILED, Status.CANCELLED})
+#: Tasks whose height still matters: they have yet to be ranked in the ready
+#: queue. (Heights of tasks already sent, or final, are left as they are.)
+UNSENT = frozenset({Status.WAITING, Status.READY, Status.DELAYED})
 
 
 class Node:
@@ -128,7 +137,7 @@ class Graph:
         stack = [(start, height)]
         while stack:
             node, h = stack.pop()
-            if node.height >= h or node.status in FINAL or h > MAX_LIFT + 1:
+            if node.height >= h or node.status not in UNSENT or h > MAX_LIFT + 1:
                 continue
             node.height = h
             raised.append(node)
