@@ -262,12 +262,17 @@ class Executor(concurrent.futures.Executor):
             new_args, new_kwargs, deps = _arguments.extract(args, kwargs, Future)
             self._check_owner(name, deps)
             return (new_args, new_kwargs), deps
-        try:
-            return serialize.dumps((args, kwargs)), []
-        except FutureFoundError:
-            pass  # the call has futures in it: find them, then pickle again
-        except Exception as exc:
-            raise serialize.describe_failure(name, args, kwargs, exc) from None
+        # A future as a plain argument (a task graph) is seen at C speed; one
+        # deeper down makes the pickler raise FutureFoundError.
+        if Future not in map(type, args) and (
+            not kwargs or Future not in map(type, kwargs.values())
+        ):
+            try:
+                return serialize.dumps((args, kwargs)), []
+            except FutureFoundError:
+                pass  # the call has futures in it: find them, then pickle again
+            except Exception as exc:
+                raise serialize.describe_failure(name, args, kwargs, exc) from None
         new_args, new_kwargs, deps = _arguments.extract(args, kwargs, Future)
         self._check_owner(name, deps)
         try:
