@@ -253,3 +253,24 @@ def _rebuild_away_from(parent: int) -> BreaksInParent:
 
 def make_breaks_in_parent(parent: int) -> BreaksInParent:
     return BreaksInParent(parent)
+
+
+def exit_or_hold(x: int, directory: str, release: str) -> int:
+    """For map: kill the worker on item 0; hold the others until ``release`` exists."""
+    if x == 0:
+        os._exit(1)
+    with open(os.path.join(directory, f"started-{x}-{os.getpid()}"), "w"):
+        pass
+    wait_for_file(release)
+    return x
+
+
+def hang_on(x: int, bad: int, release: str) -> int:
+    """Quick, except on ``bad``: there it blocks until ``release`` exists."""
+    if x == bad:
+        wait_for_file(release, timeout=60)
+    return x
+
+
+def unpicklable_result_of(_: Any) -> Any:
+    return threading.Lock()

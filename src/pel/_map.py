@@ -92,11 +92,21 @@ class _ItemsWithErrors:
         error = self._errors.get(index)
         if error is None:
             return self._values[index]
-        note = f"raised for input item {self._first + index} of Executor.map"
-        add_note = getattr(error, "add_note", None)  # Python 3.11+
-        if add_note is not None and note not in getattr(error, "__notes__", ()):
-            add_note(note)
+        # One error may stand for several items (their chunk failed as a
+        # whole): it says so once, in the note _annotate gave it.
+        _annotate(error, f"raised for input item {self._first + index} of Executor.map")
         raise error.with_traceback(None)
+
+
+_NOTE_PREFIX = "raised for input item"
+
+
+def _annotate(error: BaseException, note: str) -> None:
+    """Add pel's note saying which item(s) failed, unless it has one already."""
+    add_note = getattr(error, "add_note", None)  # Python 3.11+
+    notes = getattr(error, "__notes__", ())
+    if add_note is not None and not any(n.startswith(_NOTE_PREFIX) for n in notes):
+        add_note(note)
 
 
 class MapRun:
@@ -241,7 +251,8 @@ class MapRun:
                 self._fill()  # chunks behind the head finished: keep workers busy
                 with self._lock:
                     running = [f for f in self._inflight if not f.done()]
-                self._wait_any(running)
+                if running:  # else the head finished meanwhile
+                    self._wait_any(running)
             with self._lock:
                 return self._inflight.popleft()
         with self._lock:
@@ -281,6 +292,12 @@ class MapRun:
                     # The chunk failed as a whole (its result could not be
                     # sent back, say): each of its items fails with that error.
                     self._fill()
+                    if count > 1:
+                        _annotate(
+                            failure,
+                            f"{_NOTE_PREFIX}s {first} to {first + count - 1} of Executor.map "
+                            f"(raised for each: their chunk failed as a whole)",
+                        )
                     errors = [(i, failure) for i in range(count)]
                     yield _ItemsWithErrors([None] * count, errors, first)
                     continue

@@ -50,6 +50,7 @@ from .scheduler import (
     Fail,
     Finished,
     Instruction,
+    Isolate,
     Kill,
     Lost,
     Release,
@@ -360,6 +361,7 @@ class Runtime:
                     timeout,
                     policy.retry_delay,
                     record.items > 1,
+                    bool(record.flags & ISOLATE),
                 )
             )
         if specs:
@@ -392,17 +394,24 @@ class Runtime:
                     results.append((key, False, outcome.seconds))
                     self._settled.append(key)
                     continue
-                if outcome.ok:
-                    if outcome.raw is not None:
-                        self._raw[key] = outcome.raw
-                    future.set_result(outcome.value)
-                elif record.policy.retry_on and record.policy.is_retriable(outcome.value):
-                    record.error = outcome.value
-                    retriable.append(key)
-                    deferred.append(key)
-                else:
-                    future.set_exception(outcome.value)
+                try:
+                    if outcome.ok:
+                        future.set_result(outcome.value)
+                        if outcome.raw is not None:
+                            self._raw[key] = outcome.raw
+                    elif record.policy.retry_on and record.policy.is_retriable(outcome.value):
+                        record.error = outcome.value
+                        retriable.append(key)
+                        deferred.append(key)
+                    else:
+                        future.set_exception(outcome.value)
+                        self._settled.append(key)
+                except InvalidStateError:
+                    # cancel() won the race with this result, in the user's
+                    # thread: as above.
+                    results.append((key, False, outcome.seconds))
                     self._settled.append(key)
+                    continue
                 results.append((key, outcome.ok, outcome.seconds))
             events.append(Finished(report.worker, results, now, tuple(retriable)))
         elif type(report) is StartedCall:
@@ -425,7 +434,7 @@ class Runtime:
             self._settled.append(key)
 
     def _on_exit(self, report: Exited, events: list[Event], now: float) -> None:
-        events.append(WorkerLost(report.worker, now))
+        events.append(WorkerLost(report.worker, now, report.started))
         self._exits[report.worker] = report
         who = f"a worker (pid {report.pid})" if report.pid else "a worker"
         if report.detail:  # the initializer failed: every replacement would too
@@ -445,7 +454,7 @@ class Runtime:
         self._broken = message
         for record in self._records.values():
             if not record.future.done() and _claim(record.future):
-                record.future.set_exception(WorkerCrashedError(message))
+                _fail(record.future, WorkerCrashedError(message))
 
     def _begin_close(
         self, cancel_futures: bool, kill: bool, events: list[Event], now: float
@@ -470,8 +479,9 @@ class Runtime:
                 events.append(Cancelled(pending, now))
             for record in self._records.values():
                 if not record.future.done():
-                    record.future.set_exception(
-                        WorkerCrashedError("the executor was shut down while this task ran")
+                    _fail(
+                        record.future,
+                        WorkerCrashedError("the executor was shut down while this task ran"),
                     )
             self._records.clear()
 
@@ -480,10 +490,13 @@ class Runtime:
     def _carry_out(self, instructions: list[Instruction]) -> None:
         records = self._records
         for ins in instructions:
+            # Records may be gone: terminate() drops them all at once.
             if type(ins) is Dispatch:
                 calls = []
                 for key in ins.keys:
-                    record = records[key]
+                    record = records.get(key)
+                    if record is None:
+                        continue
                     if not _claim(record.future):
                         # Cancelled meanwhile: handed back to the scheduler
                         # next turn, before its Cancelled event.
@@ -497,28 +510,40 @@ class Runtime:
                     self._raw.pop(key, None)
                     records.pop(key, None)
             elif type(ins) is Fail:
-                cause = records[ins.cause].future
+                cause_record = records.get(ins.cause)
                 for key in ins.keys:
-                    future = records.pop(key).future
-                    if cause.cancelled():  # cancelled by the user while it ran
-                        _cancel(future)
+                    gone = records.pop(key, None)
+                    if gone is None:
+                        continue
+                    if cause_record is None or cause_record.future.cancelled():
+                        _cancel(gone.future)  # cancelled by the user while it ran
                     else:
-                        _fail(future, _dependency_error(future, cause))
+                        _fail(gone.future, _dependency_error(gone.future, cause_record.future))
             elif type(ins) is Cancel:
                 for key in ins.keys:
-                    _cancel(records.pop(key).future)
+                    gone = records.pop(key, None)
+                    if gone is not None:
+                        _cancel(gone.future)
             elif type(ins) is Retry:
-                record = records[ins.key]
-                record.error = None
-                if ins.reason != "error":
-                    # It may have taken the worker down: run it with every
-                    # result around it sent at once, so no finished task's
-                    # result dies with the worker and is blamed on it.
-                    record.flags |= ISOLATE
+                record = records.get(ins.key)
+                if record is not None:
+                    record.error = None
+                    if ins.reason != "error":
+                        # It may have taken the worker down: see Isolate.
+                        record.flags |= ISOLATE
+            elif type(ins) is Isolate:
+                # Run with every result around it sent at once, so that no
+                # finished task's result can die with a worker it kills.
+                for key in ins.keys:
+                    record = records.get(key)
+                    if record is not None:
+                        record.flags |= ISOLATE
             elif type(ins) is Lost:
                 self._fail_lost(ins)
             elif type(ins) is Split:
-                self._split(records.pop(ins.key))
+                record = records.pop(ins.key, None)
+                if record is not None:
+                    self._split(record)
             elif type(ins) is Kill:
                 self._backend.kill_worker(ins.worker)
             elif type(ins) is Drop:
@@ -561,7 +586,9 @@ class Runtime:
         error: BaseException
         if ins.timed_out:
             limit = record.policy.timeout or 0.0
-            per = f"{limit:g} s" + (f" per item ({record.items} items)" if record.items else "")
+            per = f"{limit:g} s"
+            if record.items:
+                per += " per item" + (f" ({record.items} items)" if record.items > 1 else "")
             error = TaskTimeoutError(
                 f"task {name!r} ran past its timeout of {per} on {tries}; its worker was "
                 f"killed and replaced each time. Raise the timeout (task_timeout=, or "
@@ -610,6 +637,8 @@ class Runtime:
                     len(part),
                 )
             )
+        for half in halves:
+            half.flags |= ISOLATE  # a crash of one is known to be its own
         _join_halves(parent, (halves[0].future, middle), (halves[1].future, len(items) - middle))
         self._inbox.append(("submit", halves))
 
@@ -617,10 +646,11 @@ class Runtime:
 def _claim(future: Future[Any]) -> bool:
     """Mark a future running before its task is sent; False if it was cancelled.
 
-    A task given back by a worker after a steal is sent again, already running.
+    A task given back by a worker (a steal, a retry) is sent again, already
+    running. A user's cancel() may move the future to CANCELLED at any time,
+    from another thread: whoever sets a result or an error afterwards must
+    expect InvalidStateError (see _fail).
     """
-    # Reading _state needs no lock: only this thread moves a future out of
-    # PENDING or RUNNING (a user's cancel() only moves PENDING to CANCELLED).
     return future._state == RUNNING or future.set_running_or_notify_cancel()
 
 
@@ -685,7 +715,11 @@ def _join_halves(
         if parent.done() or not all(half.done() for half, _ in halves):
             return
         if any(half.cancelled() for half, _ in halves):
-            return  # the parent was cancelled: nothing to deliver
+            # Cancelled with the parent, or by shutdown(cancel_futures=True),
+            # which cannot see the parent: it has no record of its own.
+            if parent._cancel(running=True):
+                _notify_cancelled(parent)
+            return
         values: list[Any] = []
         errors: list[tuple[int, BaseException]] = []
         seconds = 0.0

@@ -57,6 +57,7 @@ class Node:
         "deps",
         "group",
         "height",
+        "isolated",
         "key",
         "priority",
         "retries",
@@ -92,6 +93,7 @@ class Node:
         self.timeout: float | None = None
         self.retry_delay = 0.0
         self.splittable = False
+        self.isolated = False
 
     def __repr__(self) -> str:
         return f"Node({self.key}, {self.status.value}, deps={self.deps}, height={self.height})"

@@ -19,6 +19,7 @@ from pel.scheduler import (
     Fail,
     Finished,
     Instruction,
+    Isolate,
     Kill,
     Lost,
     Release,
@@ -56,8 +57,9 @@ def test_default_sends_one_task_per_worker_until_measured(monkeypatch: pytest.Mo
     assert out == [Release((3,)), Dispatch(0, (1, 2))]
 
 
-def T(key: int, *deps: int, priority: int = 0) -> TaskSpec:
-    return TaskSpec(key, tuple(deps), priority)
+def T(key: int, *deps: int, priority: int = 0, isolated: bool = False) -> TaskSpec:
+    """A task; ``isolated``: a crash of its worker while it is first held is its own."""
+    return TaskSpec(key, tuple(deps), priority, isolated=isolated)
 
 
 def workers(*ids: int) -> list[WorkerJoined]:
@@ -385,7 +387,7 @@ def test_failure_keeps_independent_work_going() -> None:
 def test_finished_for_a_task_already_failed_is_ignored() -> None:
     s = SchedulerState()
     with_long_tasks(s)
-    s.handle(*workers(0), Submitted([T(0)]))
+    s.handle(*workers(0), Submitted([T(0, isolated=True)]))
     assert s.handle(WorkerLost(0)) == [Lost(0, 0, False, 1)]
     assert s.handle(Finished(0, [(0, True, 1.0)], now=1.0)) == []
 
@@ -444,9 +446,23 @@ def test_cancel_of_a_queued_task_drops_it_from_its_worker() -> None:
     assert out == [Dispatch(0, (0, 1))]
     with_long_tasks(s)
     assert s.handle(Cancelled([1])) == [Drop(0, (1,))]
+    # held until the worker answers
+    assert list(s.workers[0].assigned) == [0, 1]
+    assert s.handle(Returned(0, [1], stolen=False)) == []
     assert list(s.workers[0].assigned) == [0]
-    # the worker may have run it anyway (the drop came too late): ignored
-    assert s.handle(Finished(0, [(1, True, 1.0)], now=1.0)) == []
+
+
+def test_a_cancelled_task_its_worker_did_not_drop_is_killed_once_first() -> None:
+    s = SchedulerState()
+    s.handle(WorkerJoined(0), Submitted([T(0), T(1), T(2)]))
+    with_long_tasks(s)
+    assert s.handle(Cancelled([1])) == [Drop(0, (1,))]
+    # 0's result arrives, and no answer to the drop: 1 is running
+    out = s.handle(Finished(0, [(0, True, 1.0)], now=1.0))
+    assert out == [Release((0,)), Kill(0)]
+    assert s.workers[0].killing == (1, "cancel")
+    # the kill charges nobody; 2 was never held by it
+    assert s.handle(WorkerLost(0, now=1.1), WorkerJoined(1, now=1.1)) == [Dispatch(1, (2,))]
 
 
 # -- worker loss ---------------------------------------------------------------------------
@@ -454,7 +470,8 @@ def test_cancel_of_a_queued_task_drops_it_from_its_worker() -> None:
 
 def test_worker_lost_fails_the_running_task_and_requeues_the_rest() -> None:
     s = SchedulerState()
-    out = s.handle(*workers(0, 1), Submitted([T(0), T(1), T(2), T(3, 0), T(4, 3)]))
+    tasks = [T(0, isolated=True), T(1), T(2), T(3, 0), T(4, 3)]
+    out = s.handle(*workers(0, 1), Submitted(tasks))
     assert out == [Dispatch(0, (0, 2)), Dispatch(1, (1,))]
     out = s.handle(WorkerLost(0))
     # 0 was running: it is charged (no retries: it fails); 2 goes back
@@ -475,7 +492,7 @@ def test_worker_lost_while_idle_or_unknown() -> None:
 def test_worker_lost_releases_results_its_tasks_needed() -> None:
     s = SchedulerState()
     with_long_tasks(s)
-    out = s.handle(*workers(0, 1), Submitted([T(0), T(1), T(2, 0, 1)]))
+    out = s.handle(*workers(0, 1), Submitted([T(0, isolated=True), T(1), T(2, 0, 1)]))
     assert out == [Dispatch(0, (0,)), Dispatch(1, (1,))]
     s.handle(Finished(1, [(1, True, 1.0)], now=1.0))
     out = s.handle(WorkerLost(0))
@@ -486,7 +503,7 @@ def test_worker_lost_releases_results_its_tasks_needed() -> None:
 def test_replacement_worker_takes_the_remaining_work() -> None:
     s = SchedulerState()
     with_long_tasks(s)
-    s.handle(WorkerJoined(0), Submitted([T(0), T(1), T(2)]))
+    s.handle(WorkerJoined(0), Submitted([T(0, isolated=True), T(1), T(2)]))
     out = s.handle(WorkerLost(0), WorkerJoined(1))
     assert out == [Lost(0, 0, False, 1), Dispatch(1, (1,))]
 
@@ -610,6 +627,9 @@ class Driver:
             elif isinstance(ins, Lost):
                 assert ins.worker not in self.held
                 self.final(ins.key, dead=True)
+            elif isinstance(ins, Isolate):
+                for key in ins.keys:
+                    assert key in self.specs and key not in self.done
             elif isinstance(ins, Retry):
                 if ins.reason == "error":  # finish() counted it as final
                     self.finals[ins.key] -= 1

@@ -10,6 +10,7 @@ from pel.scheduler import (
     Dispatch,
     Fail,
     Finished,
+    Isolate,
     Kill,
     Lost,
     Retry,
@@ -50,7 +51,8 @@ def test_a_crash_charges_only_the_running_task_and_requeues_the_others(
     monkeypatch.setattr(policy, "INITIAL_PREFETCH", 3)
     s = SchedulerState()
     out = s.handle(
-        WorkerJoined(0), Submitted([spec(0, retries=1, retry_delay=1.0), spec(1), spec(2)])
+        WorkerJoined(0),
+        Submitted([spec(0, retries=1, retry_delay=1.0, isolated=True), spec(1), spec(2)]),
     )
     assert out == [Dispatch(0, (0, 1, 2))]
     long_tasks(s)
@@ -67,7 +69,7 @@ def test_a_crash_charges_only_the_running_task_and_requeues_the_others(
 def test_retry_waits_for_its_backoff_then_runs() -> None:
     s = SchedulerState()
     long_tasks(s)
-    s.handle(WorkerJoined(0), Submitted([spec(0, retries=2, retry_delay=0.5)]))
+    s.handle(WorkerJoined(0), Submitted([spec(0, retries=2, retry_delay=0.5, isolated=True)]))
     [retry] = s.handle(WorkerLost(0, now=10.0), WorkerJoined(1, now=10.0))
     assert retry.key == 0 and retry.attempt == 1 and retry.reason == "crash"
     assert 0.25 <= retry.delay <= 0.75
@@ -79,7 +81,7 @@ def test_retry_waits_for_its_backoff_then_runs() -> None:
 def test_a_task_that_keeps_crashing_is_lost_after_its_retries() -> None:
     s = SchedulerState()
     long_tasks(s)
-    s.handle(WorkerJoined(0), Submitted([spec(0, retries=2), spec(1, 0)]))
+    s.handle(WorkerJoined(0), Submitted([spec(0, retries=2, isolated=True), spec(1, 0)]))
     now, worker = 0.0, 0
     for attempt in (1, 2):
         out = s.handle(WorkerLost(worker, now=now))
@@ -172,9 +174,48 @@ def test_a_splittable_task_that_crashes_is_split_without_charge() -> None:
 def test_cancelling_a_delayed_retry_drops_it() -> None:
     s = SchedulerState()
     long_tasks(s)
-    s.handle(WorkerJoined(0), Submitted([spec(0, retries=1, retry_delay=1.0), spec(1, 0)]))
+    s.handle(
+        WorkerJoined(0),
+        Submitted([spec(0, retries=1, retry_delay=1.0, isolated=True), spec(1, 0)]),
+    )
     s.handle(WorkerLost(0, now=0.0), WorkerJoined(1, now=0.0))
     out = s.handle(Cancelled([0], now=0.1))
     assert [type(i).__name__ for i in out] == ["Cancel"]
     assert s.handle(Tick(now=10.0)) == []
     assert s.pending() == 0
+
+
+def test_a_crash_nobody_can_be_blamed_for_isolates_every_task_it_held(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first task held may have finished with its result unsent: nobody is
+    charged; all go back isolated, and the next crash is known."""
+    monkeypatch.setattr(policy, "INITIAL_PREFETCH", 3)
+    s = SchedulerState()
+    s.handle(WorkerJoined(0), Submitted([spec(0, retries=0), spec(1, retries=0), spec(2)]))
+    long_tasks(s)
+    assert s.handle(WorkerLost(0)) == [Isolate((0, 1, 2))]
+    assert all(s.graph.nodes[k].attempts == 0 for k in (0, 1, 2))
+    assert s.handle(WorkerJoined(1)) == [Dispatch(1, (0,))]
+    # 0 was first again, isolated this time: it is the culprit
+    assert s.handle(WorkerLost(1), WorkerJoined(2)) == [Lost(1, 0, False, 1), Dispatch(2, (1,))]
+
+
+def test_a_worker_that_dies_starting_charges_nobody() -> None:
+    s = SchedulerState()
+    long_tasks(s)
+    s.handle(WorkerJoined(0), Submitted([spec(0, retries=0, isolated=True)]))
+    out = s.handle(WorkerLost(0, started=False), WorkerJoined(1))
+    assert out == [Dispatch(1, (0,))]
+    assert s.graph.nodes[0].attempts == 0
+
+
+def test_deadlines_are_kept_per_worker_not_per_task() -> None:
+    s = SchedulerState()
+    long_tasks(s)
+    s.handle(WorkerJoined(0), Submitted([spec(k, timeout=3600.0) for k in range(100)]))
+    for key in range(100):
+        s.handle(Started(0, key, now=float(key)))
+        s.handle(Finished(0, [(key, True, 0.5)], now=key + 0.5))
+    assert s.pending() == 0
+    assert s.next_wakeup() is None

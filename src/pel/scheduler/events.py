@@ -30,6 +30,9 @@ class TaskSpec(NamedTuple):
     #: retried whole, when it takes its worker down: the items in the half
     #: that did not are run again, and the culprit ends up alone.
     splittable: bool = False
+    #: Sent with ISOLATE (every finished result flushed before and after it),
+    #: so if its worker dies while it is the first task held, it is the culprit.
+    isolated: bool = False
 
 
 @dataclass(slots=True)
@@ -84,12 +87,13 @@ class WorkerJoined:
 
 @dataclass(slots=True)
 class WorkerLost:
-    """A worker died. The task it was running is charged an attempt (unless
-    it was killed on purpose for another reason); the others it held go back
-    to the queue."""
+    """A worker died. See the state module for who is charged; the tasks not
+    charged go back to the queue. ``started``: it had started up (a worker
+    that dies starting ran nothing)."""
 
     worker: int
     now: float = 0.0
+    started: bool = True
 
 
 @dataclass(slots=True)

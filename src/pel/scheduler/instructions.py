@@ -59,6 +59,14 @@ class Split:
 
 
 @dataclass(slots=True, frozen=True)
+class Isolate:
+    """Send these tasks with ISOLATE from now on: a worker died holding them,
+    and which one killed it is not known for sure."""
+
+    keys: tuple[int, ...]
+
+
+@dataclass(slots=True, frozen=True)
 class Kill:
     """Stop ``worker`` now (a timeout, or a cancelled running task)."""
 
@@ -88,4 +96,6 @@ class Release:
     keys: tuple[int, ...]
 
 
-Instruction = Dispatch | Fail | Cancel | Lost | Retry | Split | Kill | Drop | Steal | Release
+Instruction = (
+    Dispatch | Fail | Cancel | Lost | Retry | Split | Isolate | Kill | Drop | Steal | Release
+)

@@ -14,14 +14,21 @@ long ones look tiny and queue them deep. A worker with nothing to do and no
 ready task to take asks the most loaded worker for half its unstarted tasks.
 
 Failures. A worker runs its tasks in the order they were sent, so the first
-task it holds is the one it was running when it died: that task is charged an
-attempt, and every other task it held goes back to the queue as it was. A
-charged task with budget left waits out a backoff (``DELAYED``) and runs
-again; one without fails (``Lost``). A task with a timeout starts its clock at
-``Started``; past its deadline its worker is killed, and the kill is charged to
-it. Cancelling a running task kills its worker too, charging nobody. Time only
-moves with events: :meth:`SchedulerState.next_wakeup` says when the runtime
-should send a ``Tick`` if nothing else happens.
+task it holds when it dies is the one it was running, or one it finished
+whose result it had not sent yet (quick tasks' results are batched). So the
+first task is charged an attempt only when that cannot be: it is the only
+task held, or it was sent ``isolated`` (results flushed around it). Otherwise
+nobody is charged, and
+every task the worker held goes back to the queue isolated from then on
+(``Isolate``): if one of them kills a worker again, it is known. A charged
+task with budget left waits out a backoff (``DELAYED``) and runs again; one
+without fails (``Lost``); a splittable one (a map chunk) is ``Split``. A task
+with a timeout starts its clock at ``Started``; past its deadline its worker
+is killed, and the kill is charged to it. Cancelling a running task kills its
+worker, charging nobody; a queued one is dropped, and killed if the worker
+turns out to have started it. Time only moves with events:
+:meth:`SchedulerState.next_wakeup` says when the runtime should send a
+``Tick`` if nothing else happens.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from .instructions import (
     Drop,
     Fail,
     Instruction,
+    Isolate,
     Kill,
     Lost,
     Release,
@@ -71,6 +79,10 @@ class WorkerState:
     #: Set when a Kill was sent: the task it was for, and why ("timeout" or
     #: "cancel"). A killed worker gets no more tasks.
     killing: tuple[int, str] | None = None
+    #: (deadline, key, attempts) of the timed task it runs, if any.
+    deadline: tuple[float, int, int] | None = None
+    #: Cancelled tasks it was told to drop and has not answered for yet.
+    cancelling: set[int] = field(default_factory=set)
 
 
 class SchedulerState:
@@ -91,8 +103,6 @@ class SchedulerState:
         self._now = 0.0
         #: (due, key): failed tasks waiting out their backoff.
         self._delayed: list[tuple[float, int]] = []
-        #: (deadline, key, worker, attempts): running tasks that have a timeout.
-        self._deadlines: list[tuple[float, int, int, int]] = []
 
     # -- queries ---------------------------------------------------------------
 
@@ -106,7 +116,9 @@ class SchedulerState:
 
     def next_wakeup(self) -> float | None:
         """When a retry falls due or a timeout expires, if nothing happens first."""
-        due = [heap[0][0] for heap in (self._delayed, self._deadlines) if heap]
+        due = [w.deadline[0] for w in self.workers.values() if w.deadline is not None]
+        if self._delayed:
+            due.append(self._delayed[0][0])
         return min(due) if due else None
 
     def ready_keys(self) -> list[int]:
@@ -135,6 +147,7 @@ class SchedulerState:
                 self._on_returned(event)
             elif type(event) is Started:
                 self._on_started(event)
+        self._kill_cancelled_heads(out)
         self._release_due()
         self._expire(out)
         self._fill(out)
@@ -153,6 +166,8 @@ class SchedulerState:
                 node.retry_delay = spec.retry_delay
             if spec.splittable:
                 node.splittable = True
+            if spec.isolated:
+                node.isolated = True
             if node.status is Status.READY:
                 heapq.heappush(self._ready, _entry(node))
             for other in lifted:
@@ -166,6 +181,9 @@ class SchedulerState:
         for key, ok, seconds in event.results:
             if worker is not None:
                 worker.assigned.pop(key, None)
+                worker.cancelling.discard(key)
+                if worker.deadline is not None and worker.deadline[1] == key:
+                    worker.deadline = None
             node = self.graph.nodes.get(key)
             if node is None or node.status is not Status.ASSIGNED:
                 continue  # cancelled or failed meanwhile
@@ -201,8 +219,7 @@ class SchedulerState:
             and worker is not None
             and event.key in worker.assigned
         ):
-            deadline = (event.now + node.timeout, node.key, worker.id, node.attempts)
-            heapq.heappush(self._deadlines, deadline)
+            worker.deadline = (event.now + node.timeout, node.key, node.attempts)
 
     def _on_cancelled(self, event: Cancelled, out: list[Instruction]) -> None:
         released: list[int] = []
@@ -224,28 +241,54 @@ class SchedulerState:
         for worker in self.workers.values():
             if key not in worker.assigned:
                 continue
-            if next(iter(worker.assigned)) == key and worker.killing is None:
-                worker.killing = (key, "cancel")
-                out.append(Kill(worker.id))
-            elif worker.killing is None:
+            if worker.killing is not None:
+                del worker.assigned[key]  # the worker is going anyway
+            elif next(iter(worker.assigned)) == key:
+                self._kill_for_cancel(worker, key, out)
+            else:
+                # Held until the worker answers: if the tasks before it turn
+                # out to be done first, it is running, and the worker is killed.
+                worker.cancelling.add(key)
                 out.append(Drop(worker.id, (key,)))
-            del worker.assigned[key]
             return
+
+    def _kill_for_cancel(self, worker: WorkerState, key: int, out: list[Instruction]) -> None:
+        worker.killing = (key, "cancel")
+        del worker.assigned[key]
+        worker.cancelling.discard(key)
+        out.append(Kill(worker.id))
+
+    def _kill_cancelled_heads(self, out: list[Instruction]) -> None:
+        """A cancelled task its worker did not drop, now first: it is running."""
+        for worker in self.workers.values():
+            if worker.cancelling and worker.killing is None and worker.assigned:
+                first = next(iter(worker.assigned))
+                if first in worker.cancelling:
+                    self._kill_for_cancel(worker, first, out)
 
     def _on_worker_lost(self, event: WorkerLost, out: list[Instruction]) -> None:
         worker = self.workers.pop(event.worker, None)
         if worker is None or not worker.assigned:
             return
         held = list(worker.assigned)
+        charged: int | None = None
+        reason = "crash"
         if worker.killing is not None:
             # Killed on purpose: a timeout is charged to its task (if that is
             # still held); a cancel charges nobody.
             key, why = worker.killing
-            charged = key if why == "timeout" and key in worker.assigned else None
-            reason = "timeout"
-        else:
-            charged, reason = held[0], "crash"
+            if why == "timeout" and key in worker.assigned:
+                charged, reason = key, "timeout"
+        elif event.started:
+            # Alone, it was running (a worker with nothing after a task sends
+            # its result first); isolated, every result before it was sent.
+            first = self.graph.nodes.get(held[0])
+            if first is not None and (len(held) == 1 or first.isolated or first.splittable):
+                charged = held[0]
+        # Nobody can be blamed for sure: all go back, isolated from now on.
+        uncertain = worker.killing is None and event.started and charged is None
         released: list[int] = []
+        isolate: list[int] = []
         for key in held:
             self._probe_sent.pop(key, None)
             node = self.graph.nodes.get(key)
@@ -253,9 +296,14 @@ class SchedulerState:
                 continue
             if key == charged:
                 self._charge(node, event.worker, reason, out, released)
-            else:
-                node.status = Status.READY
-                heapq.heappush(self._ready, _entry(node))
+                continue
+            node.status = Status.READY
+            heapq.heappush(self._ready, _entry(node))
+            if uncertain and not node.isolated:
+                node.isolated = True
+                isolate.append(key)
+        if isolate:
+            out.append(Isolate(tuple(isolate)))
         if released:
             out.append(Release(tuple(released)))
 
@@ -279,6 +327,8 @@ class SchedulerState:
 
     def _retry(self, node: Node, reason: str, out: list[Instruction]) -> None:
         node.attempts += 1
+        if reason != "error":
+            node.isolated = True
         delay = policy.retry_delay(node.retry_delay, node.attempts, node.key)
         node.status = Status.DELAYED
         heapq.heappush(self._delayed, (self._now + delay, node.key))
@@ -296,21 +346,22 @@ class SchedulerState:
 
     def _expire(self, out: list[Instruction]) -> None:
         """Kill the workers of tasks past their deadline."""
-        deadlines = self._deadlines
-        while deadlines and deadlines[0][0] <= self._now:
-            _, key, worker_id, attempts = heapq.heappop(deadlines)
-            node = self.graph.nodes.get(key)
-            worker = self.workers.get(worker_id)
+        nodes = self.graph.nodes
+        for worker in self.workers.values():
+            if worker.deadline is None or worker.deadline[0] > self._now:
+                continue
+            _, key, attempts = worker.deadline
+            worker.deadline = None
+            node = nodes.get(key)
             if (
                 node is not None
                 and node.status is Status.ASSIGNED
                 and node.attempts == attempts
-                and worker is not None
                 and key in worker.assigned
                 and worker.killing is None
             ):
                 worker.killing = (key, "timeout")
-                out.append(Kill(worker_id))
+                out.append(Kill(worker.id))
 
     def _on_returned(self, event: Returned) -> None:
         worker = self.workers.get(event.worker)
@@ -319,6 +370,7 @@ class SchedulerState:
         if event.stolen:
             worker.steal_pending = False
         for key in event.keys:
+            worker.cancelling.discard(key)
             if worker.assigned.pop(key, 0) is not None:
                 continue  # not held by this worker (any more)
             node = self.graph.nodes.get(key)

@@ -96,6 +96,7 @@ class _WorkerHandle:
         "functions",
         "id",
         "in_flight",
+        "killed",
         "outbox",
         "peak_rss",
         "process",
@@ -121,6 +122,7 @@ class _WorkerHandle:
         self.detail = ""  # why it is about to exit, when it said so
         self.retiring = False
         self.ready = False  # it said it started
+        self.killed = False  # pel killed it
         self.peak_rss: int | None = None
         #: Why pel killed it, when pel did.
         self.cause = ""
@@ -237,6 +239,7 @@ class ProcessesBackend(Backend):
     def kill_worker(self, worker: int) -> None:
         handle = self._workers.get(worker)
         if handle is not None:
+            handle.killed = True
             handle.process.kill()  # its sentinel reports the exit
 
     def _post(self, handle: _WorkerHandle, message: tuple[Any, ...]) -> None:
@@ -375,7 +378,8 @@ class ProcessesBackend(Backend):
                 handle.detail,
                 handle.peak_rss,
                 handle.cause,
-                handle.ready,
+                # One pel killed did not fail to start.
+                handle.ready or handle.killed,
             )
         )
         self._forget_worker(handle)

@@ -1,13 +1,17 @@
 """The worker process: read calls, run them one at a time, send results back.
 
-One thread. Calls arrive in batches and wait in a local deque; between calls
-the worker reads whatever else has arrived (so a STEAL is answered as soon as
-the running call ends). Results are batched, but a result never waits behind
-a call that may be long: before starting a call, unsent results go out unless
-that call's function has so far always been quick (its moving average under
-``QUICK_SECONDS``) and the oldest unsent result is younger than
-``FLUSH_SECONDS``. Tiny tasks share a write; a finished result is not held
-hostage by the next task, nor lost if that task kills the worker.
+One thread runs the calls. Calls arrive in batches and wait in a local deque;
+between calls the worker reads whatever else has arrived (so a STEAL or a
+DROP is answered as soon as the running call ends). Results are batched:
+before starting a call, unsent results go out unless that call's function
+has so far always been quick (its moving average under ``QUICK_SECONDS``) and
+the oldest unsent result is younger than ``FLUSH_SECONDS``. Tiny tasks share
+a write. Results held across a call are sent by a second thread if that call
+turns out long, so a finished result is never held hostage by the next task;
+it can still die with it if that call kills the worker within
+``FLUSH_SECONDS``, which is why the parent charges a crash to a task only
+when it was sent ISOLATE (results flushed before and right after it). A
+TIMED call flushes likewise, so its deadline is only ever that call's.
 
 A worker can retire itself: after ``max_tasks_per_worker`` calls, or when its
 resident memory has passed ``worker_memory_limit`` at the end of a call, it
@@ -26,6 +30,7 @@ import pickle
 import select
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections import deque
@@ -166,6 +171,11 @@ class _Worker:
         self.expected: dict[int, float] = {}
         self.unsent: list[tuple[int, bool, bytes, float]] = []
         self.first_unsent = 0.0
+        #: Guards ``unsent`` and writes to the parent: the flusher thread
+        #: sends results held across a call that turned out long.
+        self.lock = threading.Lock()
+        self.holding = threading.Event()
+        self.flusher: threading.Thread | None = None
         self.stopping = False
         self.parent_gone = False
         self.recycles = max_tasks is not None or memory_limit is not None
@@ -206,8 +216,9 @@ class _Worker:
 
     def send(self, message: tuple[Any, ...]) -> None:
         """Send a message now, after the results waiting to go (order kept)."""
-        self.flush()
-        _write_all(self.write_fd, frame(pickle.dumps(message, 5)))
+        with self.lock:
+            self._flush_locked()
+            _write_all(self.write_fd, frame(pickle.dumps(message, 5)))
 
     def run_one(self) -> None:
         key, fn_id, payload, deps, chunk, flags = self.queue.popleft()
@@ -252,10 +263,11 @@ class _Worker:
                 blob, ok = _encode_error(err), False
         else:
             blob = _encode_error(value)
-        if not self.unsent:
-            self.first_unsent = time.perf_counter()
-        self.unsent.append((key, ok, blob, seconds))
-        if flags & ISOLATE:
+        with self.lock:
+            if not self.unsent:
+                self.first_unsent = time.perf_counter()
+            self.unsent.append((key, ok, blob, seconds))
+        if flags & (ISOLATE | TIMED):
             self.flush()
 
     def should_retire(self) -> bool:
@@ -275,8 +287,30 @@ class _Worker:
 
     def flush(self) -> None:
         if self.unsent:
+            with self.lock:
+                self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        if self.unsent:
             batch, self.unsent = self.unsent, []
             _write_all(self.write_fd, frame(pickle.dumps((DONE, batch), 5)))
+
+    def _hold(self) -> None:
+        """Results wait across the next call: make sure they leave if it is long."""
+        if self.flusher is None:
+            self.flusher = threading.Thread(target=self._send_held, name="pel-flusher", daemon=True)
+            self.flusher.start()
+        self.holding.set()
+
+    def _send_held(self) -> None:
+        while True:
+            self.holding.wait()
+            time.sleep(FLUSH_SECONDS)
+            with self.lock:
+                if self.unsent and time.perf_counter() - self.first_unsent >= FLUSH_SECONDS:
+                    self._flush_locked()
+                if not self.unsent:
+                    self.holding.clear()
 
     def loop(self) -> None:
         while not self.parent_gone:
@@ -286,8 +320,11 @@ class _Worker:
                     return
                 self.read(block=True)
                 continue
-            if self.unsent and not self._may_hold():
-                self.flush()
+            if self.unsent:
+                if self._may_hold():
+                    self._hold()
+                else:
+                    self.flush()
             self.run_one()
             if self.recycles and self.should_retire():
                 self.retire()
