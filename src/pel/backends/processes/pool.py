@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from ..._errors import OptionError
 from ...transport import serialize
+from ...transport.shm import Store
 from ..base import Backend, BackendOptions, Call, Completed, Exited, GaveBack, Outcome, Report
 from . import worker as worker_module
 from .channel import DONE, INIT_FAILED, RETURNED, RUN, STEAL, STOP, FrameReader, frame
@@ -91,6 +92,7 @@ class ProcessesBackend(Backend):
             serialize.dumps_function(options.initializer) if options.initializer else None
         )
         self._initargs_blob = serialize.dumps(options.initargs) if options.initializer else None
+        self.store = Store.create(options.shm_threshold, options.shm_limit, options.spill_dir)
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -107,7 +109,7 @@ class ProcessesBackend(Backend):
         parent_in, child_out = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(  # type: ignore[attr-defined]
             target=worker_module.main,
-            args=(child_in, child_out, self._init_blob, self._initargs_blob),
+            args=(child_in, child_out, self._init_blob, self._initargs_blob, self.store.config),
             name=f"pel-worker-{self._next_id}",
         )
         process.start()
@@ -253,7 +255,7 @@ class ProcessesBackend(Backend):
     ) -> None:
         kind = message[0]
         if kind == DONE:
-            outcomes = [_outcome(*item) for item in message[1]]
+            outcomes = [_outcome(self.store, *item) for item in message[1]]
             self._answered(handle, [o.key for o in outcomes])
             reports.append(Completed(handle.id, outcomes))
         elif kind == RETURNED:
@@ -267,6 +269,8 @@ class ProcessesBackend(Backend):
         # Results written just before the exit are still in the pipe.
         handle.process.join(timeout=5)
         self._read_results(handle, reports)
+        if handle.process.pid is not None:  # its segments it never reported are lost
+            self.store.sweep_creator(handle.process.pid)
         reports.append(
             Exited(handle.id, handle.process.exitcode, handle.process.pid, handle.detail)
         )
@@ -314,6 +318,7 @@ class ProcessesBackend(Backend):
         self._selector.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
+        self.store.close()
 
     def _flush_all(self, handles: list[_WorkerHandle]) -> None:
         """Finish writing queued messages (STOP included) before waiting for exits."""
@@ -329,9 +334,11 @@ class ProcessesBackend(Backend):
                 handle.outbox.clear()
 
 
-def _outcome(key: int, ok: bool, blob: bytes, seconds: float) -> Outcome:
+def _outcome(store: Store, key: int, ok: bool, blob: Any, seconds: float) -> Outcome:
     try:
-        value = pickle.loads(blob)
+        if type(blob) is not bytes:  # large buffers in segments: this process owns them now
+            blob = store.adopt_wire(blob)
+        value = serialize.loads(blob)
     except Exception as exc:
         from ..._errors import SerializationError
 

@@ -29,7 +29,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..._arguments import set_dep_values
+from ..._errors import SharedMemoryError
 from ...transport import serialize
+from ...transport.shm import Store, StoreConfig
 from ..base import remote_error, run_chunk
 from .channel import DONE, INIT_FAILED, RETURNED, RUN, STEAL, STOP, FrameReader, frame
 
@@ -97,17 +99,18 @@ def _encode_error(exc: BaseException) -> bytes:
 
 
 class _Worker:
-    def __init__(self, read_fd: int, write_fd: int) -> None:
+    def __init__(self, read_fd: int, write_fd: int, store: Store | None = None) -> None:
+        self.store = store  # large results go to shared memory
         self.read_fd = read_fd
         self.write_fd = write_fd
         self.reader = FrameReader()
         self.poller = select.poll()
         self.poller.register(read_fd, select.POLLIN)
-        self.queue: deque[tuple[int, int, bytes, list[bytes], bool]] = deque()
+        self.queue: deque[tuple[int, int, Any, list[Any], bool]] = deque()
         self.functions: dict[int, Callable[..., Any]] = {}
         #: Moving average of each function's call time, to predict the next one.
         self.expected: dict[int, float] = {}
-        self.unsent: list[tuple[int, bool, bytes, float]] = []
+        self.unsent: list[tuple[int, bool, Any, float]] = []
         self.first_unsent = 0.0
         self.stopping = False
         self.parent_gone = False
@@ -146,9 +149,9 @@ class _Worker:
         start = time.perf_counter()
         try:
             fn = self.functions[fn_id]
-            set_dep_values([pickle.loads(d) for d in deps] if deps else ())
+            set_dep_values([serialize.loads(d) for d in deps] if deps else ())
             try:
-                call_args = pickle.loads(payload)
+                call_args = serialize.loads(payload)
             finally:
                 set_dep_values(())
             if chunk:
@@ -172,8 +175,10 @@ class _Worker:
                 blob = (
                     serialize.dumps_with_tracebacks(value)
                     if chunk and value[1] is not None
-                    else serialize.dumps(value)
+                    else serialize.dumps_oob(value, self.store)
                 )
+            except SharedMemoryError as exc:
+                blob, ok = _encode_error(exc), False
             except Exception as exc:
                 from ..._errors import SerializationError
 
@@ -217,7 +222,11 @@ class _Worker:
 
 
 def main(
-    read_conn: Any, write_conn: Any, initializer: bytes | None, initargs: bytes | None
+    read_conn: Any,
+    write_conn: Any,
+    initializer: bytes | None,
+    initargs: bytes | None,
+    store_config: StoreConfig | None = None,
 ) -> None:
     """Entry point of a worker process (the ``target`` of its Process)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -232,7 +241,8 @@ def main(
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             _write_all(write_fd, frame(pickle.dumps((INIT_FAILED, text), 5)))
             os._exit(3)
-    worker = _Worker(read_fd, write_fd)
+    store = Store(store_config, owner=False) if store_config is not None else None
+    worker = _Worker(read_fd, write_fd, store)
     try:
         worker.loop()
     except SystemExit as exc:
