@@ -29,6 +29,7 @@ from ._errors import (
     ForeignFutureError,
     OptionError,
     SerializationError,
+    SharedMemoryError,
     WorkerCrashedError,
 )
 from ._futures import Future, FutureFoundError
@@ -228,6 +229,8 @@ class Executor(concurrent.futures.Executor):
             return serialize.dumps_oob((args, kwargs), store), []
         except FutureFoundError:
             pass  # the call has futures in it: find them, then pickle again
+        except SharedMemoryError:
+            raise  # it names the size and the limit; the arguments are fine
         except Exception as exc:
             raise serialize.describe_failure(name, args, kwargs, exc) from None
         new_args, new_kwargs, deps = _arguments.extract(args, kwargs, Future)
@@ -240,6 +243,8 @@ class Executor(concurrent.futures.Executor):
                 f"into ({found.args[0]!r}); futures are dependencies only as arguments or in "
                 f"lists, tuples, sets and dict values. Pass it as an argument of its own."
             ) from None
+        except SharedMemoryError:
+            raise
         except Exception as exc:
             raise serialize.describe_failure(name, new_args, new_kwargs, exc) from None
 
@@ -303,6 +308,8 @@ class Executor(concurrent.futures.Executor):
     def _encode_chunk(self, name: str, chunk: tuple[bool, list[Any]], first: int) -> Any:
         try:
             return serialize.dumps_oob(chunk, self._backend.store)
+        except SharedMemoryError:
+            raise
         except Exception:
             for i, item in enumerate(chunk[1]):
                 try:

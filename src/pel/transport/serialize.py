@@ -325,15 +325,49 @@ def hold(segments: tuple[Segment, ...]) -> None:
         found.extend(segments)
 
 
-def _pickle_oob(obj: Any, callback: Callable[[pickle.PickleBuffer], bool]) -> bytes:
+def _reduce_memoryview(view: memoryview) -> tuple[Any, ...]:
+    return _OutOfBand(view).__reduce_ex__(PROTOCOL)
+
+
+@functools.cache
+def _oob_picklers() -> tuple[Any, Any]:
+    """C and cloudpickle picklers that send a memoryview anywhere as a PickleBuffer."""
+    import collections
+    import copyreg
+
+    class OutOfBandPickler(pickle.Pickler):
+        dispatch_table: Any = collections.ChainMap(
+            {memoryview: _reduce_memoryview},
+            copyreg.dispatch_table,
+        )
+
+    cloud = _cloudpickle().Pickler
+
+    class OutOfBandCloudPickler(cloud):  # type: ignore[misc,valid-type]
+        # cloudpickle would send a memoryview as bytes, in band.
+        dispatch_table = collections.ChainMap(
+            {memoryview: _reduce_memoryview}, cloud.dispatch_table
+        )
+
+    return OutOfBandPickler, OutOfBandCloudPickler
+
+
+def _pickle_oob(
+    obj: Any, callback: Callable[[pickle.PickleBuffer], bool], anywhere: bool = False
+) -> bytes:
+    """Pickle with ``callback`` for buffers; ``anywhere``: memoryviews in any object too."""
     if _main_is_importable():
         try:
-            return pickle.dumps(obj, PROTOCOL, buffer_callback=callback)
+            if not anywhere:
+                return pickle.dumps(obj, PROTOCOL, buffer_callback=callback)
+            buf = io.BytesIO()
+            _oob_picklers()[0](buf, PROTOCOL, buffer_callback=callback).dump(obj)
+            return buf.getvalue()
         except (pickle.PicklingError, AttributeError, TypeError) as exc:
             if isinstance(exc, TypeError) and "cannot pickle" in str(exc):
                 raise
     buf = io.BytesIO()
-    _cloudpickle().Pickler(buf, protocol=PROTOCOL, buffer_callback=callback).dump(obj)
+    _oob_picklers()[1](buf, protocol=PROTOCOL, buffer_callback=callback).dump(obj)
     return buf.getvalue()
 
 
@@ -378,7 +412,7 @@ def dumps_oob(obj: Any, store: Store | None, dedup: bool = True) -> bytes | Wire
                 found.clear()
                 if refs:
                     held.clear()
-                data = _pickle_oob(wrapped, keep_small)
+                data = _pickle_oob(wrapped, keep_small, anywhere=True)
     finally:
         if refs:
             _held.segments = None

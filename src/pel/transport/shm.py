@@ -353,7 +353,7 @@ class Store:
             raise SharedMemoryError(
                 f"cannot store a buffer of {describe_size(nbytes)} ({nbytes} bytes) in shared "
                 f"memory: {why}. Raise shm_limit, drop references to earlier results and "
-                f"ObjectRefs, or let pel spill to disk (spill_dir)."
+                f"ObjectRefs, or let pel spill to disk (spill_dir)"
             )
         os.makedirs(c.spill_dir, mode=0o700, exist_ok=True)
         path = self._new_path(c.spill_dir)
