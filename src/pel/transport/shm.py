@@ -134,7 +134,9 @@ class _Ledger:
         # Made by whichever process writes a segment first; empty reads as 0.
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         # flock excludes other processes only: threads of one process share the lock.
-        self._lock = threading.Lock()
+        # Reentrant: a Segment collected during an update frees itself from
+        # inside it (a cycle collected by an allocation here).
+        self._lock = threading.RLock()
 
     def _change(self, delta: int, limit: int | None) -> tuple[bool, int]:
         with self._lock:

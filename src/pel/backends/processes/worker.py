@@ -114,6 +114,8 @@ class _Worker:
         self.first_unsent = 0.0
         self.stopping = False
         self.parent_gone = False
+        #: The last call's arguments and result, kept until its result is sent.
+        self.held: Any = None
 
     def read(self, block: bool) -> None:
         """Read what has arrived (waiting for something when ``block``)."""
@@ -147,6 +149,7 @@ class _Worker:
     def run_one(self) -> None:
         key, fn_id, payload, deps, chunk = self.queue.popleft()
         start = time.perf_counter()
+        call_args: Any = None
         try:
             fn = self.functions[fn_id]
             set_dep_values([serialize.loads(d) for d in deps] if deps else ())
@@ -192,11 +195,15 @@ class _Worker:
         if not self.unsent:
             self.first_unsent = time.perf_counter()
         self.unsent.append((key, ok, blob, seconds))
+        # Dropped after the result is sent: unmapping a large argument costs
+        # ~90 ms a GiB, which must not delay the result.
+        self.held = (call_args, value)
 
     def flush(self) -> None:
         if self.unsent:
             batch, self.unsent = self.unsent, []
             _write_all(self.write_fd, frame(pickle.dumps((DONE, batch), 5)))
+        self.held = None
 
     def loop(self) -> None:
         while not self.parent_gone:
