@@ -45,7 +45,20 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "latest.json"
 MARK = "@@BENCH "
 
-UNITS = ("W1", "W2", "W3", "W4", "W5-submit", "W5-map", "W6", "W7", "W8", "W9")
+UNITS = (
+    "W1",
+    "W2",
+    "W3",
+    "W4",
+    "W5-submit",
+    "W5-map",
+    "W6",
+    "W6-results",
+    "W6-bandwidth",
+    "W7",
+    "W8",
+    "W9",
+)
 
 
 # -- one run, in its own interpreter ------------------------------------------------------
@@ -208,7 +221,59 @@ def _w6(name: str, n: int, s: wl.Sizes, rate: float) -> dict[str, Any]:
     expected = wl.w6_expected(s.w6_mb)
     _check(math.isclose(sum(out), expected, rel_tol=1e-9), f"sum {sum(out)} != {expected}")
     mb = 1024 * 1024
-    return {"wall_s": wall, "peak_pss_mb": pss.peak / mb, "pss_before_mb": base / mb}
+    extra = (pss.peak - base) / mb
+    return {
+        "wall_s": wall,
+        "peak_pss_mb": pss.peak / mb,
+        "pss_before_mb": base / mb,
+        "extra_pss_mb": extra,
+        "extra_per_array": extra / s.w6_mb,
+    }
+
+
+def _w6r(name: str, n: int, s: wl.Sizes, rate: float) -> dict[str, Any]:
+    """W6-results: w6_tasks tasks each return a w6r_mb array; one more task sums them."""
+    system = _started(name, n)
+    args = [(i, s.w6r_mb) for i in range(s.w6_tasks)]
+    with PeakPss() as pss:
+        base = pss.sample()
+        t0 = time.perf_counter()
+        total = system.results_reduce(wl.make_part, wl.sum_parts, args)
+        wall = time.perf_counter() - t0
+    _stop(system)
+    expected = wl.w6r_expected(s.w6r_mb, s.w6_tasks)
+    _check(math.isclose(total, expected, rel_tol=1e-9), f"sum {total} != {expected}")
+    mb = 1024 * 1024
+    return {"wall_s": wall, "extra_pss_mb": (pss.peak - base) / mb}
+
+
+def _w6b(name: str, n: int, s: wl.Sizes, rate: float) -> dict[str, Any]:
+    """W6-bandwidth: store w6b_mb once and read it all in a task, next to numpy's memcpy."""
+    import numpy as np
+
+    big = wl.make_array(s.w6b_mb)
+    gb = big.nbytes / 1e9
+    dst = np.empty_like(big)
+    np.copyto(dst, big)  # fault the pages in before timing
+    t0 = time.perf_counter()
+    np.copyto(dst, big)
+    memcpy = time.perf_counter() - t0
+    del dst
+    t0 = time.perf_counter()
+    local = wl.read_all(big)
+    local_read = time.perf_counter() - t0
+    system = _started(name, n)
+    system.put_read(wl.make_array(1), wl.read_all)  # workers import numpy before the clock
+    put_s, read_s, value = system.put_read(big, wl.read_all)
+    _stop(system)
+    _check(value == local, f"read {value} != {local}")
+    return {
+        "put_gbps": gb / put_s,
+        "read_gbps": gb / read_s,
+        "put_read_gbps": gb / (put_s + read_s),
+        "memcpy_gbps": gb / memcpy,
+        "local_read_gbps": gb / local_read,
+    }
 
 
 def _w7(name: str, n: int, s: wl.Sizes, rate: float) -> dict[str, Any]:
@@ -293,6 +358,8 @@ RUNNERS: dict[str, Callable[[str, int, wl.Sizes, float], dict[str, Any]]] = {
     "W5-submit": lambda name, n, s, rate: _w5(name, n, s, rate, "submit"),
     "W5-map": lambda name, n, s, rate: _w5(name, n, s, rate, "map"),
     "W6": _w6,
+    "W6-results": _w6r,
+    "W6-bandwidth": _w6b,
     "W7": _w7,
     "W8": _w8,
     "W9": _w9,
@@ -317,6 +384,8 @@ def measure_into(result: dict[str, Any], measure: Callable[[], dict[str, Any]]) 
     """Run one measurement; record its metrics or why it failed, never raise."""
     try:
         result.update(status="ok", metrics=measure())
+    except NotImplementedError as exc:
+        result.update(status="n/a", error=str(exc))
     except WrongResult as exc:
         result.update(status="error", error=f"wrong result: {exc}")
     except BaseException as exc:
@@ -423,7 +492,7 @@ class Row:
     unit: str
     key: str
     fmt: str
-    better: str  # "higher", "lower" or "" (not a number)
+    better: str  # "higher", "lower", "info" (a number, not compared) or "" (not a number)
 
 
 ROWS = (
@@ -436,6 +505,14 @@ ROWS = (
     Row("W5 skew map", "makespan/bound", "W5-map", "ratio", "2f", "lower"),
     Row("W6 bigdata", "wall s", "W6", "wall_s", "2f", "lower"),
     Row("W6 bigdata", "peak PSS MB", "W6", "peak_pss_mb", "int", "lower"),
+    Row("W6 bigdata", "extra PSS / array", "W6", "extra_per_array", "2f", "lower"),
+    Row("W6 results", "wall s", "W6-results", "wall_s", "2f", "lower"),
+    Row("W6 results", "extra PSS MB", "W6-results", "extra_pss_mb", "int", "lower"),
+    Row("W6 bandwidth", "put GB/s", "W6-bandwidth", "put_gbps", "2f", "higher"),
+    Row("W6 bandwidth", "read GB/s", "W6-bandwidth", "read_gbps", "2f", "higher"),
+    Row("W6 bandwidth", "put+read GB/s", "W6-bandwidth", "put_read_gbps", "2f", "higher"),
+    Row("W6 bandwidth", "memcpy GB/s", "W6-bandwidth", "memcpy_gbps", "2f", "info"),
+    Row("W6 bandwidth", "local read GB/s", "W6-bandwidth", "local_read_gbps", "2f", "info"),
     Row("W7 dag", "wall s", "W7", "wall_s", "2f", "lower"),
     Row("W7 dag", "tasks/s", "W7", "tasks_per_s", "int", "higher"),
     Row("W8 cold", "wall s", "W8", "wall_s", "2f", "lower"),
@@ -485,7 +562,7 @@ def summarize(
         }
         pel = cells.get("pel", {}).get("median")
         peers = {k: c["median"] for k, c in cells.items() if k != "pel" and "median" in c}
-        if row.better and pel is not None and peers:
+        if row.better in ("higher", "lower") and pel is not None and peers:
             pick = max if row.better == "higher" else min
             best = pick(peers, key=lambda k: peers[k])
             factor = pel / peers[best] if row.better == "higher" else peers[best] / pel
@@ -504,6 +581,8 @@ def _cell_text(cell: dict[str, Any], fmt: str) -> str:
         return "not inst."
     elif cell.get("status") == "hang/timeout":
         return "hang/timeout"
+    elif cell.get("status") == "n/a":
+        return "n/a"
     elif cell.get("status"):
         return "ERROR"
     else:
@@ -544,7 +623,7 @@ def render(rows: list[dict[str, Any]], systems: list[str]) -> str:
         for name in systems:
             cell = entry["cells"][name]
             for err in cell.get("errors", []):
-                if cell.get("status") != "not installed":
+                if cell.get("status") not in ("not installed", "n/a"):
                     notes.append(f"{entry['unit']} {name}: {cell['status']}: {err}")
             if entry["key"] == "outcome":
                 for d in cell.get("details", []):

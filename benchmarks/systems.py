@@ -17,6 +17,11 @@ Each adapter is written the way a user of that system would write the code:
 - ``submit_shared``: W6, one big object to many tasks, by the system's idiom
   (plain arguments for most; ``scatter`` for dask.distributed, ``ray.put``,
   mpire ``shared_objects``; joblib memory-maps large arrays on its own).
+- ``results_reduce``: W6-results, tasks returning large arrays that one more
+  task combines: futures/refs as arguments where the system has them (pel,
+  dask, Ray), else gather in the parent and submit the combining task.
+- ``put_read``: W6-bandwidth, store one large array once and read it in a
+  task (pel ``put``, ``ray.put``, dask ``scatter``); others have no such API.
 - ``cold_code``: the ``python -c`` program of W8.
 
 Imports of the systems happen in ``start`` so that a missing package is found
@@ -30,6 +35,7 @@ import importlib.util
 import logging
 import multiprocessing
 import os
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -90,6 +96,17 @@ class System:
     def submit_shared(self, fn: Callable[..., Any], big: Any, args: Args) -> list[Any]:
         return self.submit_many(fn, [(big, *a) for a in args])
 
+    def results_reduce(
+        self, make: Callable[..., Any], combine: Callable[[list[Any]], Any], args: Args
+    ) -> Any:
+        """Gather the parts in the parent, then send them all to ``combine``."""
+        parts = self.submit_many(make, args)
+        return self.submit_many(combine, [(parts,)])[0]
+
+    def put_read(self, big: Any, read: Callable[[Any], Any]) -> tuple[float, float, Any]:
+        """Store ``big`` once, then read it in a task: (put seconds, read seconds, value)."""
+        raise NotImplementedError(f"{self.name} has no API to store an object once")
+
     @staticmethod
     def cold_code(n: int) -> str:
         raise NotImplementedError
@@ -144,6 +161,19 @@ class Pel(System):
                 self.ex.submit(wl.add, level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)
             ] + odd
         return int(level[0].result())
+
+    def results_reduce(
+        self, make: Callable[..., Any], combine: Callable[[list[Any]], Any], args: Args
+    ) -> Any:
+        parts = [self.ex.submit(make, *a) for a in args]
+        return self.ex.submit(combine, parts).result()
+
+    def put_read(self, big: Any, read: Callable[[Any], Any]) -> tuple[float, float, Any]:
+        t0 = time.perf_counter()
+        ref = self.ex.put(big)
+        t1 = time.perf_counter()
+        value = self.ex.submit(read, ref).result()
+        return t1 - t0, time.perf_counter() - t1, value
 
     @staticmethod
     def cold_code(n: int) -> str:
@@ -391,6 +421,12 @@ class DaskProcesses(System):
         delayed = self.dask.delayed(fn)
         return list(self.dask.compute(*[delayed(shared, *a) for a in args]))
 
+    def results_reduce(
+        self, make: Callable[..., Any], combine: Callable[[list[Any]], Any], args: Args
+    ) -> Any:
+        parts = [self.dask.delayed(make)(*a) for a in args]
+        return self.dask.delayed(combine)(parts).compute()
+
     @staticmethod
     def cold_code(n: int) -> str:
         return (
@@ -460,6 +496,19 @@ class DaskDistributed(System):
     def submit_shared(self, fn: Callable[..., Any], big: Any, args: Args) -> list[Any]:
         shared = self.client.scatter(big)
         return self.submit_many(fn, [(shared, *a) for a in args])
+
+    def results_reduce(
+        self, make: Callable[..., Any], combine: Callable[[list[Any]], Any], args: Args
+    ) -> Any:
+        parts = [self.client.submit(make, *a, pure=False) for a in args]
+        return self.client.submit(combine, parts, pure=False).result()
+
+    def put_read(self, big: Any, read: Callable[[Any], Any]) -> tuple[float, float, Any]:
+        t0 = time.perf_counter()
+        shared = self.client.scatter(big)
+        t1 = time.perf_counter()
+        value = self.client.submit(read, shared, pure=False).result()
+        return t1 - t0, time.perf_counter() - t1, value
 
     @staticmethod
     def cold_code(n: int) -> str:
@@ -547,6 +596,20 @@ class Ray(System):
     def submit_shared(self, fn: Callable[..., Any], big: Any, args: Args) -> list[Any]:
         shared = self.ray.put(big)
         return self.submit_many(fn, [(shared, *a) for a in args])
+
+    def results_reduce(
+        self, make: Callable[..., Any], combine: Callable[[list[Any]], Any], args: Args
+    ) -> Any:
+        # Ray resolves ObjectRefs only as top-level arguments: pass them as *args.
+        parts = [self._remote(make).remote(*a) for a in args]
+        return self.ray.get(self._remote(wl.sum_parts_star).remote(*parts))
+
+    def put_read(self, big: Any, read: Callable[[Any], Any]) -> tuple[float, float, Any]:
+        t0 = time.perf_counter()
+        shared = self.ray.put(big)
+        t1 = time.perf_counter()
+        value = self.ray.get(self._remote(read).remote(shared))
+        return t1 - t0, time.perf_counter() - t1, value
 
     @staticmethod
     def cold_code(n: int) -> str:

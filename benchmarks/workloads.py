@@ -32,6 +32,8 @@ class Sizes:
     w5_seed: int = 20240611
     w6_mb: int = 400
     w6_tasks: int = 8
+    w6r_mb: int = 50  # W6-results: each of w6_tasks tasks returns this much
+    w6b_mb: int = 1024  # W6-bandwidth: put + zero-copy read of this much
     w7_leaves: int = 4_096
     w9_tasks: int = 20
     w9_task_s: float = 0.050
@@ -50,6 +52,8 @@ QUICK = Sizes(
     w5_tasks=40,
     w5_serial_s=1.0,
     w6_mb=40,
+    w6r_mb=5,
+    w6b_mb=64,
     w7_leaves=256,
     w9_timeout_s=5.0,
 )
@@ -136,6 +140,32 @@ def sum_part(array: Any, part: int, parts: int) -> float:
 def w6_expected(mb: int) -> float:
     n = mb * 1024 * 1024 // 8
     return float(n * (n - 1) // 2)
+
+
+def make_part(i: int, mb: int) -> Any:
+    """W6-results: a ``mb`` MB float64 array of ``i``."""
+    import numpy as np
+
+    return np.full(mb * 1024 * 1024 // 8, float(i), dtype=np.float64)
+
+
+def sum_parts(parts: list[Any]) -> float:
+    """W6-results: the ninth task, summing every part."""
+    return float(sum(float(p.sum()) for p in parts))
+
+
+def sum_parts_star(*parts: Any) -> float:
+    """W6-results for Ray, which resolves only top-level ObjectRef arguments."""
+    return sum_parts(list(parts))
+
+
+def w6r_expected(mb: int, tasks: int) -> float:
+    return float(mb * 1024 * 1024 // 8 * sum(range(tasks)))
+
+
+def read_all(array: Any) -> float:
+    """W6-bandwidth: read every byte of ``array`` (a sum)."""
+    return float(array.sum())
 
 
 # -- W7: tree ---------------------------------------------------------------------

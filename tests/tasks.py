@@ -274,3 +274,10 @@ def hang_on(x: int, bad: int, release: str) -> int:
 
 def unpicklable_result_of(_: Any) -> Any:
     return threading.Lock()
+
+
+def total_unless(values: Any, bad: bool) -> float:
+    """For map over large arrays: their sum, or kill the worker when ``bad``."""
+    if bad:
+        os._exit(1)
+    return float(values.sum())

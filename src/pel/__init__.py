@@ -19,6 +19,7 @@ from ._errors import (
     PelError,
     RemoteTraceback,
     SerializationError,
+    SharedMemoryError,
     TaskTimeoutError,
     WorkerCrashedError,
 )
@@ -27,10 +28,11 @@ from ._task import TaskFunction, TaskOptions, task
 if TYPE_CHECKING:
     from ._executor import Executor
     from ._futures import Future
+    from ._refs import ObjectRef
 
 #: Loaded on first use, so a worker process, which imports ``pel`` to reach
 #: its own modules, does not pay for the executor, runtime and scheduler.
-_LAZY = {"Executor": "._executor", "Future": "._futures"}
+_LAZY = {"Executor": "._executor", "Future": "._futures", "ObjectRef": "._refs"}
 
 
 def __getattr__(name: str) -> Any:
@@ -53,10 +55,12 @@ __all__ = [
     "ExecutorShutdownError",
     "ForeignFutureError",
     "Future",
+    "ObjectRef",
     "OptionError",
     "PelError",
     "RemoteTraceback",
     "SerializationError",
+    "SharedMemoryError",
     "TaskFunction",
     "TaskOptions",
     "TaskTimeoutError",

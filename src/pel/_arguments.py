@@ -28,7 +28,7 @@ import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["Dep", "extract", "resolve_dep", "substitute"]
+__all__ = ["Dep", "extract", "replace", "resolve_dep", "substitute"]
 
 _CONTAINERS: frozenset[type] = frozenset({list, tuple, set, frozenset, dict})
 
@@ -93,6 +93,13 @@ def _replace_call(
     if stop.isdisjoint(map(type, args)) and stop.isdisjoint(map(type, kwargs.values())):
         return args, kwargs
     return _replace(args, leaf, stop, fn), _replace(kwargs, leaf, stop, fn)
+
+
+def replace(
+    args: tuple[Any, ...], kwargs: dict[str, Any], leaf: type, fn: Callable[[Any], Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Replace each ``leaf`` object found where futures are looked for by ``fn(obj)``."""
+    return _replace_call(args, kwargs, leaf, fn)
 
 
 def extract(

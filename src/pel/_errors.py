@@ -10,6 +10,7 @@ derives from the stdlib type it stands in for::
     ├── CycleError(ValueError)             a task graph whose dependencies loop
     ├── ForeignFutureError(ValueError)     a future from another executor in the arguments
     ├── SerializationError(PicklingError)  a call or result that cannot be pickled/unpickled
+    ├── SharedMemoryError(MemoryError)     a large buffer does not fit under the shm limit
     ├── DependencyError                    a task's dependency failed; __cause__ is its error
     ├── WorkerCrashedError(BrokenExecutor) the worker running the task died, more often
     │                                      than the task's ``retries`` allow
@@ -35,6 +36,7 @@ __all__ = [
     "PelError",
     "RemoteTraceback",
     "SerializationError",
+    "SharedMemoryError",
     "TaskTimeoutError",
     "WorkerCrashedError",
 ]
@@ -70,6 +72,15 @@ class SerializationError(PelError, pickle.PicklingError):
     The message names the task and, for arguments, which one. Make the object
     picklable (define ``__reduce__``), create it inside the task, or use the
     ``threads`` backend, which does not pickle.
+    """
+
+
+class SharedMemoryError(PelError, MemoryError):
+    """A large buffer could not be stored in shared memory, and spilling is off.
+
+    The message names the buffer's size, the limit and what is in use. Raise
+    ``shm_limit``, drop references to large results and ``ObjectRef`` objects
+    you no longer need, or give ``spill_dir`` so pel writes to disk instead.
     """
 
 

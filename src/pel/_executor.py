@@ -23,16 +23,18 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal, TypeVar
 
-from . import _arguments
+from . import _arguments, _refs
 from ._errors import (
     ExecutorShutdownError,
     ForeignFutureError,
     OptionError,
     SerializationError,
+    SharedMemoryError,
     WorkerCrashedError,
 )
 from ._futures import Future, FutureFoundError
 from ._map import MapRun
+from ._refs import ObjectRef
 from ._runtime import Record, Runtime
 from ._task import (
     DEFAULT_RETRIES,
@@ -127,6 +129,13 @@ class Executor(concurrent.futures.Executor):
     resident memory: past it after a task, the worker retires (its queued
     tasks go to the others); past 1.5 times it during a task (checked every
     0.1 s), the worker is killed, a crash for that task.
+
+    The data plane (processes backend): buffers of at least ``shm_threshold``
+    bytes (default 1 MiB) in arguments and results travel through shared
+    memory, mapped read-only by readers. ``shm_limit`` bounds the bytes of
+    ``/dev/shm`` this executor holds (default half its size); past it, data
+    spills to files in ``spill_dir`` (default a temp directory), or, with
+    ``spill_dir=False``, fails with :class:`pel.SharedMemoryError`.
     """
 
     def __init__(
@@ -143,8 +152,12 @@ class Executor(concurrent.futures.Executor):
         retry_delay: float = DEFAULT_RETRY_DELAY,
         max_tasks_per_worker: int | None = None,
         worker_memory_limit: int | str | None = None,
+        shm_threshold: int | None = None,
+        shm_limit: int | None = None,
+        spill_dir: str | os.PathLike[str] | Literal[False] | None = None,
     ) -> None:
         backend_cls = load_backend(backend)
+        _check_data_plane(shm_threshold, shm_limit, spill_dir)
         if max_workers is None:
             cores = _cpu_count()
             max_workers = {"threads": min(32, cores + 4), "inline": 1}.get(backend, cores)
@@ -183,7 +196,15 @@ class Executor(concurrent.futures.Executor):
         )
         self._policies: dict[int, tuple[TaskOptions, TaskPolicy]] = {}
         options = BackendOptions(
-            max_workers, initializer, initargs, mp_context, max_tasks_per_worker, memory_limit
+            max_workers,
+            initializer,
+            initargs,
+            mp_context,
+            max_tasks_per_worker=max_tasks_per_worker,
+            worker_memory_limit=memory_limit,
+            shm_threshold=shm_threshold,
+            shm_limit=shm_limit,
+            spill_dir=spill_dir,
         )
         self._backend = backend_cls(options)
         self._backend_name = backend
@@ -255,10 +276,25 @@ class Executor(concurrent.futures.Executor):
         if self._runtime.broken is not None:
             raise WorkerCrashedError(self._runtime.broken)
 
+    def put(self, obj: R) -> ObjectRef[R]:
+        """Store ``obj`` once and return a ref to pass to tasks in its place.
+
+        On the processes backend its large buffers are written to shared memory
+        now (a snapshot), and every task given the ref maps them read-only
+        instead of receiving a copy. The data is freed when the ref is
+        garbage-collected and no pending task uses it.
+        """
+        with self._lock:
+            self._check_open()
+        return _refs.put(self._backend.store, obj)
+
     def _encode(
         self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[Any, list[Future[Any]]]:
+        store = self._backend.store
         if not self._backend.pickles:
+            if _refs.made:  # an ObjectRef stands for its object: put it in place
+                args, kwargs = _arguments.replace(args, kwargs, ObjectRef, ObjectRef._get)
             new_args, new_kwargs, deps = _arguments.extract(args, kwargs, Future)
             self._check_owner(name, deps)
             return (new_args, new_kwargs), deps
@@ -268,21 +304,25 @@ class Executor(concurrent.futures.Executor):
             not kwargs or Future not in map(type, kwargs.values())
         ):
             try:
-                return serialize.dumps((args, kwargs)), []
+                return serialize.dumps_oob((args, kwargs), store), []
             except FutureFoundError:
                 pass  # the call has futures in it: find them, then pickle again
+            except SharedMemoryError:
+                raise  # it names the size and the limit; the arguments are fine
             except Exception as exc:
                 raise serialize.describe_failure(name, args, kwargs, exc) from None
         new_args, new_kwargs, deps = _arguments.extract(args, kwargs, Future)
         self._check_owner(name, deps)
         try:
-            return serialize.dumps((new_args, new_kwargs)), deps
+            return serialize.dumps_oob((new_args, new_kwargs), store), deps
         except FutureFoundError as found:
             raise SerializationError(
                 f"task {name!r}: a pel future is nested inside an object pel does not look "
                 f"into ({found.args[0]!r}); futures are dependencies only as arguments or in "
                 f"lists, tuples, sets and dict values. Pass it as an argument of its own."
             ) from None
+        except SharedMemoryError:
+            raise
         except Exception as exc:
             raise serialize.describe_failure(name, new_args, new_kwargs, exc) from None
 
@@ -352,9 +392,11 @@ class Executor(concurrent.futures.Executor):
         self._maps.add(run)  # drained at shutdown while its results are still referenced
         return results
 
-    def _encode_chunk(self, name: str, chunk: tuple[bool, list[Any], Any], first: int) -> bytes:
+    def _encode_chunk(self, name: str, chunk: tuple[bool, list[Any], Any], first: int) -> Any:
         try:
-            return serialize.dumps(chunk)
+            return serialize.dumps_oob(chunk, self._backend.store)
+        except SharedMemoryError:
+            raise
         except Exception:
             for i, item in enumerate(chunk[1]):
                 try:
@@ -448,6 +490,23 @@ def parse_size(size: object, what: str = "worker_memory_limit") -> int:
             f"{what} must be a positive number of bytes or a string such as '2GiB', got {size!r}"
         )
     return int(number * _SIZE_UNITS[unit])
+
+
+def _check_data_plane(threshold: object, limit: object, spill_dir: object) -> None:
+    for option, value in (("shm_threshold", threshold), ("shm_limit", limit)):
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise OptionError(f"{option} must be an int (bytes) or None, got {value!r}")
+        if value < (1 if option == "shm_threshold" else 0):
+            raise OptionError(f"{option} must be at least 1 byte, got {value}")
+    if spill_dir is None or spill_dir is False:
+        return
+    if not isinstance(spill_dir, (str, os.PathLike)):
+        raise OptionError(f"spill_dir must be a path, None or False, got {spill_dir!r}")
+    path = os.fspath(spill_dir)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise OptionError(f"spill_dir must be a directory, and {path!r} is not one")
 
 
 _open_runtimes: weakref.WeakSet[Runtime] = weakref.WeakSet()

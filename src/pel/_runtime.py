@@ -135,8 +135,9 @@ class Runtime:
         self._keys = keys
         self._state = SchedulerState()
         self._records: dict[int, Record] = {}
-        #: Pickled results kept for dependents still to be sent (processes only).
-        self._raw: dict[int, bytes] = {}
+        #: Pickled results kept for dependents still to be sent (processes only);
+        #: a ``Packed`` one holds its shared-memory segments alive meanwhile.
+        self._raw: dict[int, Any] = {}
         self._inbox: deque[tuple[str, Any]] = deque()
         self._wake_pending = False
         self._closing = False
@@ -241,8 +242,9 @@ class Runtime:
     def _loop(self) -> None:
         try:
             while True:
-                reports = self._backend.wait(self._wait_timeout())
-                self._turn(reports)
+                # Not kept in a local: the last reports (results holding shared
+                # memory) must not live on while the loop waits for the next.
+                self._turn(self._backend.wait(self._wait_timeout()))
                 # (A split chunk's halves wait in the inbox, not yet recorded.)
                 if self._closing and not self._records and not self._inbox:
                     break
@@ -562,7 +564,9 @@ class Runtime:
             if self._backend.pickles:
                 for dep in record.deps:
                     raw = self._raw.get(dep.key)
-                    deps.append(raw if raw is not None else serialize.dumps(dep.result()))
+                    if raw is None:
+                        raw = serialize.dumps_oob(dep.result(), self._backend.store)
+                    deps.append(raw)
             else:
                 deps = [dep.result() for dep in record.deps]
         return Call(
@@ -630,7 +634,9 @@ class Runtime:
                     record.fn,
                     record.fn_id,
                     record.fn_blob,
-                    serialize.dumps(chunk) if self._backend.pickles else chunk,
+                    serialize.dumps_oob(chunk, self._backend.store)
+                    if self._backend.pickles
+                    else chunk,
                     [],
                     record.priority,
                     record.policy,

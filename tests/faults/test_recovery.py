@@ -311,3 +311,21 @@ def test_a_chunk_split_during_shutdown_still_delivers(make_executor: MakeExecuto
             crashed += 1
     assert got == [i for i in range(40) if i != 30]
     assert crashed == 1
+
+
+def test_a_split_chunk_of_large_arrays_keeps_them_in_shared_memory(
+    make_executor: MakeExecutor,
+) -> None:
+    np = pytest.importorskip("numpy")
+    ex = make_executor(2, retries=0)
+    arrays = [np.full(300_000, float(i)) for i in range(6)]  # 2.4 MB each: out of band
+    bad = [i == 4 for i in range(6)]
+    results = ex.map(tasks.total_unless, arrays, bad, chunksize=6)
+    got: list[Any] = []
+    for _ in range(6):
+        try:
+            got.append(next(results))
+        except pel.WorkerCrashedError:
+            got.append("crashed")
+    assert got == [300_000.0 * i for i in range(4)] + ["crashed", 300_000.0 * 5]
+    make_executor.remember_pids()  # type: ignore[attr-defined]

@@ -57,6 +57,10 @@ class BackendOptions:
     #: tasks, or once its resident memory passes this many bytes.
     max_tasks_per_worker: int | None = None
     worker_memory_limit: int | None = None
+    #: The data plane (processes backend): see ``Executor`` and ``transport.shm``.
+    shm_threshold: int | None = None
+    shm_limit: int | None = None
+    spill_dir: Any = None
 
 
 @dataclass(slots=True)
@@ -86,7 +90,9 @@ class Outcome:
     ok: bool
     value: Any  # the result, or the exception (with its remote traceback as cause)
     seconds: float
-    raw: bytes | None = None  # the result pickled, as received from a worker process
+    #: The result pickled, as received from a worker process: bytes, or a
+    #: ``serialize.Packed`` whose large buffers are in shared memory.
+    raw: Any = None
 
 
 @dataclass(slots=True)
@@ -142,6 +148,9 @@ class Backend(ABC):
     pickles: ClassVar[bool] = False
     #: True when the runtime runs in the caller's thread (no runtime thread).
     synchronous: ClassVar[bool] = False
+    #: The shared-memory object store (``transport.shm.Store``) of backends
+    #: that pickle; large buffers of calls and results go there.
+    store: Any = None
 
     def __init__(self, options: BackendOptions) -> None:
         self.options = options

@@ -9,6 +9,21 @@ import ``__main__`` when it is an interactive session or ``python -c``.
 Errors name the culprit: which argument of which task could not be pickled,
 and why. Finding out which argument failed re-pickles them one by one, which
 is only done once something has already failed.
+
+**Out-of-band buffers** (:func:`dumps_oob`, the processes backend's calls and
+results): a buffer of at least the store's threshold that the pickler hands
+to ``buffer_callback`` (numpy arrays, pandas and pyarrow data, ``PickleBuffer``)
+is written to a shared-memory segment (:mod:`.shm`) instead of into the pickle,
+and the result is a :class:`Packed`: the small pickle plus where its buffers
+are. Smaller buffers stay in the pickle, so small calls cost what they did.
+The C pickler writes ``bytes`` and ``bytearray`` in band without asking, and
+refuses ``memoryview``: when the pickle comes out at least the threshold long
+(or a memoryview was refused), large ``bytes``/``bytearray`` and every
+``memoryview`` found where pel looks for futures (arguments, results, and
+inside lists, tuples, sets and dict values) are wrapped so that they go out of
+band too; elsewhere they stay in band. Readers get them back as ``bytes`` and
+``bytearray`` (one copy, made in the reader) and as a read-only ``memoryview``
+of the mapping (no copy).
 """
 
 from __future__ import annotations
@@ -17,15 +32,28 @@ import functools
 import io
 import pickle
 import sys
+import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import RemoteTraceback, SerializationError
 
-__all__ = ["describe_failure", "dumps", "dumps_function", "dumps_with_tracebacks", "loads"]
+if TYPE_CHECKING:
+    from .shm import Segment, Store
+
+__all__ = [
+    "Packed",
+    "Wire",
+    "describe_failure",
+    "dumps",
+    "dumps_function",
+    "dumps_oob",
+    "dumps_with_tracebacks",
+    "hold",
+    "loads",
+]
 
 PROTOCOL = 5
-loads = pickle.loads
 
 
 def _cloudpickle() -> Any:
@@ -126,6 +154,10 @@ def dumps_function(fn: Callable[..., Any]) -> bytes:
         return _cloud_dumps(fn)
 
 
+def _discard(buffer: pickle.PickleBuffer) -> bool:
+    return False  # out of band, and dropped: only asking whether it pickles
+
+
 def describe_failure(
     task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any], exc: BaseException
 ) -> SerializationError:
@@ -135,7 +167,7 @@ def describe_failure(
         (f"keyword argument {k!r}", v) for k, v in kwargs.items()
     ]:
         try:
-            dumps(value)
+            _probe(value)
         except Exception as inner:
             culprit = f"{label} ({type(value).__name__})"
             exc = inner
@@ -147,3 +179,288 @@ def describe_failure(
     )
     err.__cause__ = exc
     return err
+
+
+def _probe(obj: Any) -> None:
+    """Pickle ``obj`` to see if it can be; its large buffers are not copied."""
+    try:
+        pickle.dumps(obj, PROTOCOL, buffer_callback=_discard)
+    except (pickle.PicklingError, AttributeError, TypeError) as exc:
+        if isinstance(exc, TypeError) and "cannot pickle" in str(exc):
+            raise
+        _cloudpickle().Pickler(io.BytesIO(), protocol=PROTOCOL, buffer_callback=_discard).dump(obj)
+
+
+# -- out-of-band buffers ------------------------------------------------------------------
+
+
+class Wire:
+    """A pickle whose large buffers live in segments: what crosses a pipe.
+
+    ``buffers`` lists ``(path, offset, nbytes)`` of each out-of-band buffer, in
+    pickle order. ``data`` is the pickle, or ``None`` when it is itself the
+    first of ``buffers`` (an ``ObjectRef`` of a large pickle).
+    """
+
+    __slots__ = ("buffers", "data")
+
+    def __init__(self, data: bytes | None, buffers: tuple[tuple[str, int, int], ...]) -> None:
+        self.data = data
+        self.buffers = buffers
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Wire, (self.data, self.buffers))
+
+    def _segment(self, path: str) -> Segment | None:
+        return None
+
+    def load(self) -> Any:
+        from .shm import map_view
+
+        views = [map_view(p, o, n, self._segment(p)) for p, o, n in self.buffers]
+        if self.data is None:
+            return pickle.loads(views[0], buffers=views[1:])
+        return pickle.loads(self.data, buffers=views)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(n for _, _, n in self.buffers)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {len(self.data or b'')} B + {len(self.buffers)} buffers>"
+
+
+class Packed(Wire):
+    """A :class:`Wire` in the owner: it keeps its segments alive while it lives.
+
+    Pickles as a plain :class:`Wire`, so the segments never leave the owner.
+    ``segments`` may hold more than ``buffers`` names: those of the
+    ``ObjectRef`` objects the pickle refers to.
+    """
+
+    __slots__ = ("segments",)
+
+    def __init__(
+        self,
+        data: bytes | None,
+        buffers: tuple[tuple[str, int, int], ...],
+        segments: tuple[Segment, ...],
+    ) -> None:
+        super().__init__(data, buffers)
+        self.segments = segments
+
+    def _segment(self, path: str) -> Segment | None:
+        for seg in self.segments:
+            if seg.path == path:
+                return seg
+        return None
+
+
+def loads(payload: Any) -> Any:
+    """Unpickle what a pipe brought: pickle bytes, or a :class:`Wire`."""
+    if type(payload) is bytes:
+        return pickle.loads(payload)
+    return payload.load()
+
+
+class _OutOfBand:
+    """Stands in for a ``bytes``, ``bytearray`` or ``memoryview`` so that its
+    buffer reaches ``buffer_callback`` (the C pickler never offers theirs)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        obj = self.obj
+        if type(obj) is memoryview:
+            flat = obj if obj.c_contiguous else memoryview(obj.tobytes())
+            return (_rebuild_memoryview, (pickle.PickleBuffer(flat), obj.format, obj.shape))
+        return (_rebuild_bytes, (pickle.PickleBuffer(obj), type(obj) is bytearray))
+
+
+def _rebuild_bytes(buffer: Any, mutable: bool) -> Any:
+    return bytearray(buffer) if mutable else bytes(buffer)
+
+
+def _rebuild_memoryview(buffer: Any, fmt: str, shape: tuple[int, ...]) -> memoryview:
+    view: Any = memoryview(buffer)
+    if view.format != fmt or view.shape != shape:
+        view = view.cast("B").cast(fmt, shape)
+    return view  # type: ignore[no-any-return]
+
+
+_CONTAINERS = (list, tuple, set, frozenset, dict)
+_BYTES_TYPES = frozenset({bytes, bytearray, memoryview, *_CONTAINERS})
+
+
+def _wrap_bytes(obj: Any, threshold: int) -> Any:
+    """Wrap large bytes-likes (and every memoryview) where pel looks for futures."""
+    t = type(obj)
+    if t is memoryview or ((t is bytes or t is bytearray) and len(obj) >= threshold):
+        return _OutOfBand(obj)
+    if t is dict:
+        if _BYTES_TYPES.isdisjoint(map(type, obj.values())):
+            return obj
+        return {k: _wrap_bytes(v, threshold) for k, v in obj.items()}
+    if t in _CONTAINERS:
+        if _BYTES_TYPES.isdisjoint(map(type, obj)):
+            return obj
+        items = [_wrap_bytes(x, threshold) for x in obj]
+        return items if t is list else t(items)
+    return obj
+
+
+#: The segments of ObjectRefs met while pickling, per thread (see :func:`hold`).
+_held = threading.local()
+#: Set once an ObjectRef with segments exists: before that no pickle can meet one.
+refs_exist = False
+
+
+def hold(segments: tuple[Segment, ...]) -> None:
+    """Called by ``ObjectRef.__reduce__``: the pickle being made keeps these alive."""
+    found: list[Segment] | None = getattr(_held, "segments", None)
+    if found is not None:
+        found.extend(segments)
+
+
+def _reduce_memoryview(view: memoryview) -> tuple[Any, ...]:
+    return _OutOfBand(view).__reduce_ex__(PROTOCOL)
+
+
+@functools.cache
+def _oob_picklers() -> tuple[Any, Any]:
+    """C and cloudpickle picklers that send a memoryview anywhere as a PickleBuffer."""
+    import collections
+    import copyreg
+
+    class OutOfBandPickler(pickle.Pickler):
+        dispatch_table: Any = collections.ChainMap(
+            {memoryview: _reduce_memoryview},
+            copyreg.dispatch_table,
+        )
+
+    cloud = _cloudpickle().Pickler
+
+    class OutOfBandCloudPickler(cloud):  # type: ignore[misc,valid-type]
+        # cloudpickle would send a memoryview as bytes, in band.
+        dispatch_table = collections.ChainMap(
+            {memoryview: _reduce_memoryview}, cloud.dispatch_table
+        )
+
+    return OutOfBandPickler, OutOfBandCloudPickler
+
+
+def _pickle_oob(
+    obj: Any, callback: Callable[[pickle.PickleBuffer], bool], anywhere: bool = False
+) -> bytes:
+    """Pickle with ``callback`` for buffers; ``anywhere``: memoryviews in any object too."""
+    if _main_is_importable():
+        try:
+            if not anywhere:
+                return pickle.dumps(obj, PROTOCOL, buffer_callback=callback)
+            buf = io.BytesIO()
+            _oob_picklers()[0](buf, PROTOCOL, buffer_callback=callback).dump(obj)
+            return buf.getvalue()
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            if isinstance(exc, TypeError) and "cannot pickle" in str(exc):
+                raise
+    buf = io.BytesIO()
+    _oob_picklers()[1](buf, protocol=PROTOCOL, buffer_callback=callback).dump(obj)
+    return buf.getvalue()
+
+
+def dumps_oob(obj: Any, store: Store | None, dedup: bool = True) -> bytes | Wire:
+    """Pickle ``obj`` with its large buffers in shared memory (plain bytes if none).
+
+    In the owner (the executor's process) each large buffer becomes a held
+    segment, written once per exporting object while it is in use (``dedup``);
+    in a worker the segments are handed over to the owner with the result. A
+    buffer already in a segment mapping (a result passed on) is named, not
+    written again.
+    """
+    if store is None:
+        return dumps(obj)
+    threshold = store.config.threshold
+    found: list[pickle.PickleBuffer] = []
+
+    def keep_small(buffer: pickle.PickleBuffer) -> bool:
+        try:
+            if buffer.raw().nbytes < threshold:
+                return True
+        except BufferError:  # not contiguous: in band
+            return True
+        found.append(buffer)
+        return False
+
+    refs = refs_exist
+    held: list[Segment] = []
+    if refs:
+        _held.segments = held
+    try:
+        try:
+            data = _pickle_oob(obj, keep_small)
+            wrap = len(data) >= threshold
+        except TypeError as exc:
+            if "memoryview" not in str(exc):
+                raise
+            wrap = True
+        if wrap:
+            wrapped = _wrap_bytes(obj, threshold)
+            if wrapped is not obj:
+                found.clear()
+                if refs:
+                    held.clear()
+                data = _pickle_oob(wrapped, keep_small, anywhere=True)
+    finally:
+        if refs:
+            _held.segments = None
+    if not found and not refs:
+        return data
+    return _place(store, data, found, held, dedup)
+
+
+def _place(
+    store: Store,
+    data: bytes,
+    found: list[pickle.PickleBuffer],
+    held: list[Segment],
+    dedup: bool,
+) -> bytes | Wire:
+    from .shm import segment_of
+
+    if not found and not held:
+        return data
+    owner = store.owner
+    segments: list[Segment] = list(held)
+    buffers: list[tuple[str, int, int]] = []
+    token = f"-{store.config.token}-"
+    for pb in found:
+        raw = pb.raw()
+        exporter = raw.obj
+        nbytes = raw.nbytes
+        where = segment_of(exporter)
+        if where is not None:
+            path, offset, seg = where
+            if seg is not None and owner:
+                segments.append(seg)
+                buffers.append((path, offset, nbytes))
+                continue
+            if seg is None and not owner and token in path:
+                buffers.append((path, offset, nbytes))  # the owner holds it already
+                continue
+        if not owner:
+            try:
+                path, _, _ = store.write(raw)
+            except BaseException:
+                store.discard([p for p, _, _ in buffers if token in p])
+                raise
+            buffers.append((path, 0, nbytes))
+            continue
+        seg = store.deduplicated(exporter, raw) if dedup else store.segment(raw)
+        segments.append(seg)
+        buffers.append((seg.path, 0, nbytes))
+    if owner:
+        return Packed(data, tuple(buffers), tuple(segments))
+    return Wire(data, tuple(buffers))

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from ..._errors import OptionError
 from ...transport import serialize
+from ...transport.shm import Store
 from ..base import (
     Backend,
     BackendOptions,
@@ -139,6 +140,7 @@ class ProcessesBackend(Backend):
             serialize.dumps_function(options.initializer) if options.initializer else None
         )
         self._initargs_blob = serialize.dumps(options.initargs) if options.initializer else None
+        self.store = Store.create(options.shm_threshold, options.shm_limit, options.spill_dir)
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -163,6 +165,7 @@ class ProcessesBackend(Backend):
                 self._initargs_blob,
                 self.options.max_tasks_per_worker,
                 self.options.worker_memory_limit,
+                self.store.config,
             ),
             name=f"pel-worker-{self._next_id}",
         )
@@ -344,7 +347,7 @@ class ProcessesBackend(Backend):
     ) -> None:
         kind = message[0]
         if kind == DONE:
-            outcomes = [_outcome(*item) for item in message[1]]
+            outcomes = [_outcome(self.store, *item) for item in message[1]]
             self._answered(handle, [o.key for o in outcomes])
             reports.append(Completed(handle.id, outcomes))
         elif kind == RETURNED:
@@ -370,6 +373,8 @@ class ProcessesBackend(Backend):
         if handle.retiring and handle.in_flight:
             # Sent after it decided to retire: it never read them.
             reports.append(GaveBack(handle.id, list(handle.in_flight), stolen=False))
+        if handle.process.pid is not None:  # its segments it never reported are lost
+            self.store.sweep_creator(handle.process.pid)
         reports.append(
             Exited(
                 handle.id,
@@ -426,6 +431,7 @@ class ProcessesBackend(Backend):
         self._selector.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
+        self.store.close()
 
     def _flush_all(self, handles: list[_WorkerHandle]) -> None:
         """Finish writing queued messages (STOP included) before waiting for exits."""
@@ -445,9 +451,11 @@ def _mib(size: int) -> str:
     return f"{size / 2**20:.0f} MiB"
 
 
-def _outcome(key: int, ok: bool, blob: bytes, seconds: float) -> Outcome:
+def _outcome(store: Store, key: int, ok: bool, blob: Any, seconds: float) -> Outcome:
     try:
-        value = pickle.loads(blob)
+        if type(blob) is not bytes:  # large buffers in segments: this process owns them now
+            blob = store.adopt_wire(blob)
+        value = serialize.loads(blob)
     except Exception as exc:
         from ..._errors import SerializationError
 

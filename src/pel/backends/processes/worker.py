@@ -38,7 +38,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..._arguments import set_dep_values
+from ..._errors import SharedMemoryError
 from ...transport import serialize
+from ...transport.shm import Store, StoreConfig
 from ..base import ISOLATE, TIMED, remote_error, run_chunk
 from .channel import (
     DONE,
@@ -131,12 +133,12 @@ def _encode_error(exc: BaseException) -> bytes:
         return serialize.dumps_with_tracebacks(substitute)
 
 
-def _unpickle_call(payload: bytes, deps: list[bytes]) -> Any:
+def _unpickle_call(payload: Any, deps: list[Any]) -> Any:
     """The call's arguments, with its dependencies' values put in place."""
     try:
-        set_dep_values([pickle.loads(d) for d in deps] if deps else ())
+        set_dep_values([serialize.loads(d) for d in deps] if deps else ())
         try:
-            return pickle.loads(payload)
+            return serialize.loads(payload)
         finally:
             set_dep_values(())
     except Exception as exc:
@@ -156,7 +158,9 @@ class _Worker:
         write_fd: int,
         max_tasks: int | None = None,
         memory_limit: int | None = None,
+        store: Store | None = None,
     ) -> None:
+        self.store = store  # large results go to shared memory
         self.read_fd = read_fd
         self.write_fd = write_fd
         self.max_tasks = max_tasks
@@ -165,11 +169,11 @@ class _Worker:
         self.reader = FrameReader()
         self.poller = select.poll()
         self.poller.register(read_fd, select.POLLIN)
-        self.queue: deque[tuple[int, int, bytes, list[bytes], bool, int]] = deque()
+        self.queue: deque[tuple[int, int, Any, list[Any], bool, int]] = deque()
         self.functions: dict[int, Callable[..., Any]] = {}
         #: Moving average of each function's call time, to predict the next one.
         self.expected: dict[int, float] = {}
-        self.unsent: list[tuple[int, bool, bytes, float]] = []
+        self.unsent: list[tuple[int, bool, Any, float]] = []
         self.first_unsent = 0.0
         #: Guards ``unsent`` and writes to the parent: the flusher thread
         #: sends results held across a call that turned out long.
@@ -179,6 +183,8 @@ class _Worker:
         self.stopping = False
         self.parent_gone = False
         self.recycles = max_tasks is not None or memory_limit is not None
+        #: The last call's arguments and result, kept until its result is sent.
+        self.held: Any = None
 
     def read(self, block: bool) -> None:
         """Read what has arrived (waiting for something when ``block``)."""
@@ -227,6 +233,7 @@ class _Worker:
         if flags & TIMED:
             self.send((STARTED, key))
         start = time.perf_counter()
+        call_args: Any = None
         try:
             fn = self.functions[fn_id]
             call_args = _unpickle_call(payload, deps)
@@ -251,8 +258,10 @@ class _Worker:
                 blob = (
                     serialize.dumps_with_tracebacks(value)
                     if chunk and value[1] is not None
-                    else serialize.dumps(value)
+                    else serialize.dumps_oob(value, self.store)
                 )
+            except SharedMemoryError as exc:
+                blob, ok = _encode_error(exc), False
             except Exception as exc:
                 from ..._errors import SerializationError
 
@@ -267,6 +276,9 @@ class _Worker:
             if not self.unsent:
                 self.first_unsent = time.perf_counter()
             self.unsent.append((key, ok, blob, seconds))
+            # Dropped once the result is sent: unmapping a large argument
+            # costs ~90 ms a GiB, which must not delay the result.
+            self.held = (call_args, value)
         if flags & (ISOLATE | TIMED):
             self.flush()
 
@@ -294,6 +306,7 @@ class _Worker:
         if self.unsent:
             batch, self.unsent = self.unsent, []
             _write_all(self.write_fd, frame(pickle.dumps((DONE, batch), 5)))
+        self.held = None
 
     def _hold(self) -> None:
         """Results wait across the next call: make sure they leave if it is long."""
@@ -348,6 +361,7 @@ def main(
     initargs: bytes | None,
     max_tasks: int | None = None,
     memory_limit: int | None = None,
+    store_config: StoreConfig | None = None,
 ) -> None:
     """Entry point of a worker process (the ``target`` of its Process)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -363,7 +377,8 @@ def main(
             _write_all(write_fd, frame(pickle.dumps((INIT_FAILED, text), 5)))
             os._exit(3)
     _write_all(write_fd, frame(pickle.dumps((READY,), 5)))
-    worker = _Worker(read_fd, write_fd, max_tasks, memory_limit)
+    store = Store(store_config, owner=False) if store_config is not None else None
+    worker = _Worker(read_fd, write_fd, max_tasks, memory_limit, store)
     try:
         worker.loop()
     except SystemExit as exc:

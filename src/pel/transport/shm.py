@@ -1,0 +1,563 @@
+"""The object store: large buffers in shared-memory files, mapped zero-copy.
+
+::
+
+    parent (the executor's process)                     worker process
+    submit(f, big) ── pickle 5 ──┬─ small buffers: inside the pickle, through the pipe
+                                 └─ buffer >= threshold: Store.write (once per object in use)
+                                      └▶ /dev/shm/pel-<owner>-<store>-<creator>-<n>
+                                         (or the spill directory)
+                                 only its name goes through the pipe ─▶ mapped read-only
+    fut.result() ◀─ mapped read-only ◀─ name ◀─ result buffer >= threshold: Store.write
+    dependent task ◀──────────── the same name (the bytes never pass the parent)
+
+A **segment** is a plain file holding one buffer, written once with ``write()``
+and never changed: readers map it ``ACCESS_READ``, so an array built on it is
+read-only. Writing with ``write()`` (not into a mapping) means a full tmpfs is
+an ``ENOSPC`` error in the writer, never a ``SIGBUS``: a reader only maps a file
+that is complete. Files, not ``multiprocessing.shared_memory``: its resource
+tracker warns about and unlinks segments behind pel's back.
+
+Names: ``pel-<owner pid>-<store token>-<creator pid>-<counter>``. The owner is
+the process of the executor; it alone unlinks. A worker's segments carry the
+worker's pid, so after a worker dies its parent unlinks those it never heard of
+(:meth:`Store.sweep_creator`); a later pel program unlinks those of an owner that
+is dead (:func:`sweep_dead_owners`), which is what a killed parent leaves.
+
+**Lifetimes** follow Python references in the owner. A :class:`Segment` unlinks
+its file when it is garbage-collected. It is referenced by every pending task's
+pickled payload that uses it, by the kept result of a finished task while its
+dependents still need it, by :class:`~pel.ObjectRef` objects, and by every
+mapping of it in the owner (so by any array the owner unpickled from it: a
+result stays named while the caller holds it, and passing it on costs a name,
+not a copy). Unlinking never invalidates a mapping; the memory is returned when
+the last mapping goes.
+
+**The bound**: the bytes of linked segments in ``/dev/shm`` of one executor and
+its workers are counted in a ledger (8 bytes in a file, updated under
+``flock``), so workers writing results see the same total as the parent. A
+write that would pass the limit, or that meets a full ``/dev/shm``, goes to the
+spill directory (a temp directory by default) or, without one, fails with
+:class:`~pel.SharedMemoryError` naming the sizes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import errno
+import fcntl
+import itertools
+import mmap
+import os
+import secrets
+import struct
+import sys
+import tempfile
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from .._errors import SerializationError, SharedMemoryError
+
+__all__ = [
+    "DEFAULT_LIMIT_FRACTION",
+    "DEFAULT_THRESHOLD",
+    "Segment",
+    "Store",
+    "StoreConfig",
+    "default_spill_dir",
+    "map_view",
+    "sweep_dead_owners",
+]
+
+#: Buffers at least this big go to shared memory (joblib's memmapping threshold).
+DEFAULT_THRESHOLD = 1 << 20
+#: Default bound: this fraction of the size of /dev/shm.
+DEFAULT_LIMIT_FRACTION = 0.5
+SHM_DIR = "/dev/shm"
+PREFIX = "pel-"
+_LEDGER = struct.Struct("<q")
+#: One write() moves at most this much (Linux caps a write at ~2 GiB).
+_WRITE_CHUNK = 1 << 30
+
+
+def default_spill_dir() -> str:
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return os.path.join(tempfile.gettempdir(), f"pel-spill-{uid}")
+
+
+def shm_dir() -> str | None:
+    """``/dev/shm`` where it exists (Linux); elsewhere every segment is a spill file."""
+    return SHM_DIR if os.path.isdir(SHM_DIR) and os.access(SHM_DIR, os.W_OK) else None
+
+
+def default_limit() -> int:
+    directory = shm_dir()
+    if directory is None:
+        return 0
+    st = os.statvfs(directory)
+    return int(st.f_blocks * st.f_frsize * DEFAULT_LIMIT_FRACTION)
+
+
+def describe_size(nbytes: int) -> str:
+    size = float(nbytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """What a worker needs to write segments its parent owns (sent at its start)."""
+
+    owner: int  # pid of the executor's process
+    token: str  # tells this executor's segments from another's in the same process
+    threshold: int  # buffers of at least this many bytes go out of band
+    limit: int  # bytes of /dev/shm this executor and its workers may hold
+    shm_dir: str | None
+    spill_dir: str | None  # None: past the limit is an error
+
+    @property
+    def ledger_path(self) -> str | None:
+        if self.shm_dir is None:
+            return None
+        return os.path.join(self.shm_dir, f"{PREFIX}{self.owner}-{self.token}-ledger")
+
+
+class _Ledger:
+    """Bytes of /dev/shm in use by one executor and its workers, shared through a file."""
+
+    def __init__(self, path: str) -> None:
+        # Made by whichever process writes a segment first; empty reads as 0.
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        # flock excludes other processes only: threads of one process share the lock.
+        # Reentrant: a Segment collected during an update frees itself from
+        # inside it (a cycle collected by an allocation here).
+        self._lock = threading.RLock()
+
+    def _change(self, delta: int, limit: int | None) -> tuple[bool, int]:
+        with self._lock:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            try:
+                raw = os.pread(self.fd, _LEDGER.size, 0)
+                used = _LEDGER.unpack(raw)[0] if len(raw) == _LEDGER.size else 0
+                if limit is not None and used + delta > limit:
+                    return False, used
+                used = max(0, used + delta)
+                os.pwrite(self.fd, _LEDGER.pack(used), 0)
+                return True, used
+            finally:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def reserve(self, nbytes: int, limit: int) -> tuple[bool, int]:
+        return self._change(nbytes, limit)
+
+    def release(self, nbytes: int) -> None:
+        self._change(-nbytes, None)
+
+    def used(self) -> int:
+        return self._change(0, None)[1]
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class Segment:
+    """The owner's handle on one segment file: unlinks it when garbage-collected."""
+
+    __slots__ = ("__weakref__", "in_shm", "nbytes", "path")
+
+    def __init__(self, store: Store, path: str, nbytes: int, in_shm: bool) -> None:
+        self.path = path
+        self.nbytes = nbytes
+        self.in_shm = in_shm
+        weakref.finalize(self, store._free, path)
+
+    def __repr__(self) -> str:
+        return f"<Segment {self.path} {describe_size(self.nbytes)}>"
+
+
+class _Mapping(mmap.mmap):
+    """A read-only mapping of a segment; in the owner it keeps the Segment alive."""
+
+    segment: Segment | None
+    path: str
+
+
+#: Mappings alive in this process, by path: a segment mapped again while an
+#: earlier mapping lives reuses it (one mapping per segment per process).
+_mappings: weakref.WeakValueDictionary[str, _Mapping] = weakref.WeakValueDictionary()
+_mappings_lock = threading.Lock()
+
+
+def map_view(path: str, offset: int, nbytes: int, segment: Segment | None = None) -> memoryview:
+    """A read-only, zero-copy view of ``nbytes`` at ``offset`` of segment ``path``."""
+    with _mappings_lock:
+        mapping = _mappings.get(path)
+        if mapping is None:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                raise SerializationError(
+                    f"pel's shared-memory segment {path} is gone: it was freed (its executor "
+                    f"shut down, or every reference to it was dropped) before this read"
+                ) from None
+            try:
+                mapping = _Mapping(fd, 0, access=mmap.ACCESS_READ)
+            finally:
+                os.close(fd)
+            mapping.segment = segment
+            mapping.path = path
+            _mappings[path] = mapping
+        elif segment is not None and mapping.segment is None:
+            mapping.segment = segment
+    return memoryview(mapping)[offset : offset + nbytes]
+
+
+def segment_of(obj: Any) -> tuple[str, int, Segment | None] | None:
+    """If ``obj``'s buffer lies in a segment mapping: (path, offset, segment).
+
+    Follows ``.base`` (numpy) and ``.obj`` (memoryview) to the mapping, then
+    compares addresses (numpy only), so a result passed on to another task goes
+    by name instead of being written again.
+    """
+    seen = obj
+    for _ in range(8):
+        nxt = getattr(seen, "base", None)
+        if nxt is None:
+            nxt = getattr(seen, "obj", None) if type(seen) is memoryview else None
+        if nxt is None:
+            return None
+        if isinstance(nxt, _Mapping):
+            try:
+                start = obj.__array_interface__["data"][0]
+                import numpy as np
+
+                base = np.frombuffer(nxt, dtype=np.uint8).__array_interface__["data"][0]
+            except (AttributeError, ImportError, TypeError, KeyError, ValueError):
+                return None
+            return nxt.path, start - base, nxt.segment
+        seen = nxt
+    return None
+
+
+def _write_file(path: str, view: memoryview) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        done = 0
+        total = view.nbytes
+        while done < total:
+            done += os.write(fd, view[done : done + _WRITE_CHUNK])
+    except BaseException:
+        os.close(fd)
+        _unlink(path)
+        raise
+    os.close(fd)
+
+
+def _unlink(path: str) -> bool:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+class Store:
+    """Writes segments; in the owner also frees them, sweeps, and counts them.
+
+    One per executor in its process (``owner=True``), one per worker process.
+    """
+
+    def __init__(self, config: StoreConfig, owner: bool) -> None:
+        self.config = config
+        self.owner = owner
+        self._pid = os.getpid()
+        self._counter = itertools.count()
+        self._lock = threading.RLock()  # RLock: a finalizer may run inside a locked section
+        self._ledger_path = config.ledger_path
+        self._ledger_made: _Ledger | None = None  # opened at the first write
+        #: Owner only: linked segments, path -> (bytes, in /dev/shm).
+        self._owned: dict[str, tuple[int, bool]] = {}
+        self._segments: weakref.WeakValueDictionary[str, Segment] = weakref.WeakValueDictionary()
+        #: Owner only: buffer identity -> (its exporter or a weakref to it, the segment).
+        self._dedup: dict[tuple[int, int], tuple[Any, weakref.ref[Segment]]] = {}
+        self._dedup_of: dict[str, tuple[int, int]] = {}
+        self.closed = False
+        if owner:
+            _open_stores.add(self)
+
+    @classmethod
+    def create(cls, threshold: int | None, limit: int | None, spill_dir: Any) -> Store:
+        """The owner's store, from the executor's options (already validated)."""
+        sweep_dead_owners()
+        spill: str | None
+        if spill_dir is False:
+            spill = None
+        elif spill_dir is None or spill_dir is True:
+            spill = default_spill_dir()
+        else:
+            spill = os.fspath(spill_dir)
+        config = StoreConfig(
+            owner=os.getpid(),
+            token=secrets.token_hex(3),
+            threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+            limit=default_limit() if limit is None else limit,
+            shm_dir=shm_dir(),
+            spill_dir=spill,
+        )
+        return cls(config, owner=True)
+
+    @property
+    def _ledger(self) -> _Ledger | None:
+        if self._ledger_made is None and self._ledger_path is not None and not self.closed:
+            with self._lock:
+                if self._ledger_made is None:
+                    self._ledger_made = _Ledger(self._ledger_path)
+        return self._ledger_made
+
+    # -- writing ---------------------------------------------------------------------
+
+    def _new_path(self, directory: str) -> str:
+        c = self.config
+        return os.path.join(
+            directory, f"{PREFIX}{c.owner}-{c.token}-{self._pid}-{next(self._counter)}"
+        )
+
+    def write(self, view: memoryview) -> tuple[str, int, bool]:
+        """Write one buffer to a new segment; return (path, bytes, in /dev/shm)."""
+        nbytes = view.nbytes
+        c = self.config
+        used = 0
+        if c.shm_dir is not None and self._ledger is not None:
+            ok, used = self._ledger.reserve(nbytes, c.limit)
+            if ok:
+                path = self._new_path(c.shm_dir)
+                try:
+                    _write_file(path, view)
+                    return path, nbytes, True
+                except OSError as exc:
+                    self._ledger.release(nbytes)
+                    if exc.errno not in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG):
+                        raise
+                    why = f"{c.shm_dir} is full ({exc.strerror})"
+            else:
+                why = (
+                    f"pel's shared-memory limit is {describe_size(c.limit)} (shm_limit) and "
+                    f"{describe_size(used)} are in use"
+                )
+        else:
+            why = "there is no /dev/shm here"
+        if c.spill_dir is None:
+            raise SharedMemoryError(
+                f"cannot store a buffer of {describe_size(nbytes)} ({nbytes} bytes) in shared "
+                f"memory: {why}. Raise shm_limit, drop references to earlier results and "
+                f"ObjectRefs, or let pel spill to disk (spill_dir)"
+            )
+        os.makedirs(c.spill_dir, mode=0o700, exist_ok=True)
+        path = self._new_path(c.spill_dir)
+        _write_file(path, view)
+        return path, nbytes, False
+
+    def discard(self, paths: list[str]) -> None:
+        """A worker: unlink segments it wrote for a result it could not send."""
+        c = self.config
+        for path in paths:
+            if os.path.basename(path).startswith(f"{PREFIX}{c.owner}-{c.token}-{self._pid}-"):
+                size = _size(path)
+                ledger = self._ledger
+                if _unlink(path) and path.startswith(f"{c.shm_dir}/") and ledger is not None:
+                    ledger.release(size)
+
+    def segment(self, view: memoryview) -> Segment:
+        """Owner: write a buffer and hold it in a new :class:`Segment`."""
+        path, nbytes, in_shm = self.write(view)
+        return self.adopt(path, nbytes, in_shm)
+
+    def adopt(self, path: str, nbytes: int, in_shm: bool) -> Segment:
+        """Owner: take charge of a segment (its own, or one a worker wrote)."""
+        with self._lock:
+            seg = self._segments.get(path)
+            if seg is not None:
+                return seg
+            if path not in self._owned and not os.path.exists(path):
+                raise SerializationError(f"pel's shared-memory segment {path} is gone")
+            seg = Segment(self, path, nbytes, in_shm)
+            self._owned[path] = (nbytes, in_shm)
+            self._segments[path] = seg
+            if self.closed:  # a result arriving during shutdown: nothing will read it
+                self._free(path)
+            return seg
+
+    def adopt_wire(self, wire: Any) -> Any:
+        """Owner: a :class:`~.serialize.Packed` holding the segments a worker's result names."""
+        from .serialize import Packed
+
+        segments = []
+        for path, _, _ in wire.buffers:
+            with self._lock:
+                seg = self._segments.get(path)
+            if seg is None:
+                in_shm = self.config.shm_dir is not None and path.startswith(
+                    f"{self.config.shm_dir}/"
+                )
+                seg = self.adopt(path, _size(path), in_shm)
+            segments.append(seg)
+        return Packed(wire.data, wire.buffers, tuple(segments))
+
+    def deduplicated(self, exporter: Any, view: memoryview) -> Segment:
+        """Owner: the segment for ``exporter``'s buffer, written once while it is in use.
+
+        Keyed by identity, so no byte is hashed: the exporter is held (weakly when
+        it allows weak references) for as long as the segment lives, so its id
+        cannot be reused meanwhile.
+        """
+        key = (id(exporter), view.nbytes)
+        with self._lock:
+            entry = self._dedup.get(key)
+            if entry is not None:
+                held, seg_ref = entry
+                same = (held() if type(held) is weakref.ref else held) is exporter
+                seg = seg_ref()
+                if same and seg is not None:
+                    return seg
+            seg = self.segment(view)
+            try:
+                held = weakref.ref(exporter)
+            except TypeError:
+                held = exporter
+            self._dedup[key] = (held, weakref.ref(seg))
+            self._dedup_of[seg.path] = key
+            return seg
+
+    # -- freeing (owner) ------------------------------------------------------------
+
+    def _free(self, path: str) -> None:
+        with self._lock:
+            entry = self._owned.pop(path, None)
+            key = self._dedup_of.pop(path, None)
+            if key is not None:
+                self._dedup.pop(key, None)
+        if entry is None:
+            return
+        nbytes, in_shm = entry
+        if _unlink(path) and in_shm and self._ledger is not None:
+            self._ledger.release(nbytes)
+
+    def sweep_creator(self, pid: int | None) -> int:
+        """Owner: unlink the segments a (dead) worker wrote and never reported
+        (every worker's, with ``pid=None``)."""
+        c = self.config
+        prefix = f"{PREFIX}{c.owner}-{c.token}-" + ("" if pid is None else f"{pid}-")
+        removed = 0
+        for directory in (c.shm_dir, c.spill_dir):
+            if directory is None:
+                continue
+            for name in _listdir(directory):
+                path = os.path.join(directory, name)
+                if not name.startswith(prefix) or name.endswith("-ledger") or path in self._owned:
+                    continue
+                size = _size(path)
+                if _unlink(path):
+                    removed += 1
+                    if directory == c.shm_dir and self._ledger is not None:
+                        self._ledger.release(size)
+        return removed
+
+    def used(self) -> int:
+        """Bytes of /dev/shm this executor's segments hold now."""
+        ledger = self._ledger
+        return ledger.used() if ledger is not None else 0
+
+    def owned_paths(self) -> list[str]:
+        with self._lock:
+            return list(self._owned)
+
+    def close(self) -> None:
+        """Unlink everything this store owns (mappings stay valid) and its ledger."""
+        if self.owner:
+            with self._lock:
+                if self.closed:
+                    return
+                owned = list(self._owned)
+            for path in owned:
+                self._free(path)
+            self.sweep_creator(None)
+            if self._ledger_path is not None:
+                _unlink(self._ledger_path)
+            _open_stores.discard(self)
+        with self._lock:
+            self.closed = True
+            if self._ledger_made is not None:
+                self._ledger_made.close()
+                self._ledger_made = None
+
+
+def _listdir(directory: str) -> list[str]:
+    try:
+        return os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return []
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _alive(pid: int) -> bool:
+    from ..testing import alive
+
+    return alive(pid)
+
+
+_swept = False
+
+
+def sweep_dead_owners(directories: list[str | None] | None = None, force: bool = False) -> int:
+    """Unlink segments whose owner process is dead (a killed parent left them).
+
+    Runs once per process, when its first store is created. A pid reused by
+    an unrelated process since only delays the cleanup to a later run.
+    """
+    global _swept
+    if _swept and not force:
+        return 0
+    _swept = True
+    removed = 0
+    for directory in directories or [shm_dir(), default_spill_dir()]:
+        if directory is None:
+            continue
+        for name in _listdir(directory):
+            if not name.startswith(PREFIX):
+                continue
+            owner = name[len(PREFIX) :].split("-", 1)[0]
+            if not owner.isdigit() or int(owner) == os.getpid() or _alive(int(owner)):
+                continue
+            try:
+                os.unlink(os.path.join(directory, name))
+                removed += 1
+            except OSError:
+                pass  # another user's, or gone meanwhile
+    return removed
+
+
+#: Stores of this process still open, closed at interpreter exit. Weak: a store
+#: belongs to its executor's backend, not to this set.
+_open_stores: weakref.WeakSet[Store] = weakref.WeakSet()
+
+
+def _close_all() -> None:
+    for store in list(_open_stores):
+        store.close()
+
+
+atexit.register(_close_all)
+
+if sys.platform == "win32":  # pragma: no cover - pel's processes backend is POSIX
+    raise ImportError("pel.transport.shm needs a POSIX system")

@@ -1,0 +1,192 @@
+"""The data plane through the processes backend, under forkserver and spawn.
+
+Zero-copy is checked where it is decided: the reader's array must lie inside
+a mapping of a pel segment file (``/proc/self/maps``), not in private memory.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+import pel
+from pel.backends.processes import pool
+from pel.testing import wait_until
+from shm_tasks import (
+    MB,
+    backing_file,
+    describe,
+    describe_all,
+    full,
+    size_and_type,
+    total,
+    write_first,
+    write_to_copy,
+)
+from tasks import identity
+
+from .conftest import segments_of
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads /proc/self/maps and /dev/shm"
+)
+
+
+@pytest.fixture(params=["forkserver", "spawn"])
+def ex(request: pytest.FixtureRequest) -> Iterator[pel.Executor]:
+    executor = pel.Executor(2, mp_context=request.param)
+    yield executor
+    executor.shutdown(cancel_futures=True)
+
+
+def in_segment(path: str | None) -> bool:
+    return path is not None and os.path.basename(path).startswith(f"pel-{os.getpid()}-")
+
+
+def data_segments() -> set[str]:
+    return {p for p in segments_of() if not p.endswith("-ledger")}
+
+
+def test_an_argument_is_mapped_zero_copy_and_read_only(ex: pel.Executor) -> None:
+    array = full(4 * MB, 2.0)
+    path, writeable, value = ex.submit(describe, array).result(timeout=60)
+    assert in_segment(path) and path is not None and path.startswith("/dev/shm/"), path
+    assert writeable is False
+    assert value == 2.0 * array.size
+
+
+def test_writing_to_an_argument_raises_and_a_copy_is_writable(ex: pel.Executor) -> None:
+    array = full(2 * MB, 1.0)
+    with pytest.raises(ValueError, match="read-only"):
+        ex.submit(write_first, array).result(timeout=60)
+    assert ex.submit(write_to_copy, array).result(timeout=60) == 1.0
+
+
+def test_a_result_is_mapped_in_the_parent_and_passed_on_by_name(ex: pel.Executor) -> None:
+    future = ex.submit(full, 4 * MB, 3.0)
+    value = future.result(timeout=60)
+    here = backing_file(value)
+    assert in_segment(here), here
+    assert not value.flags.writeable
+    # A dependent maps the very segment the worker wrote: the bytes never
+    # crossed the parent, and the parent's view is that same file.
+    there, _, total_value = ex.submit(describe, future).result(timeout=60)
+    assert there == here
+    assert total_value == 3.0 * value.size
+    # Passing the result on by value costs a name too, not a new copy.
+    assert ex.submit(describe, value).result(timeout=60)[0] == here
+    assert ex.submit(describe, value[1000:]).result(timeout=60)[0] == here
+
+
+def test_the_same_array_to_many_tasks_is_stored_once(ex: pel.Executor) -> None:
+    array = full(4 * MB, 1.0)
+    twin = array.copy()
+    futures = [ex.submit(describe, array) for _ in range(6)] + [ex.submit(describe, twin)]
+    paths = [f.result(timeout=60)[0] for f in futures]
+    assert len(set(paths[:6])) == 1, "one object, one segment"
+    assert paths[6] != paths[0], "an equal but distinct object is stored on its own"
+    # Also inside a list, and twice in one call.
+    assert len({p for p, _, _ in ex.submit(describe_all, [array, array]).result(60)}) == 1
+
+
+def test_small_buffers_stay_in_the_pickle(ex: pel.Executor) -> None:
+    small = full(64 * 1024, 1.0)
+    path, writeable, _ = ex.submit(describe, small).result(timeout=60)
+    assert not in_segment(path)
+    assert writeable, "below the threshold an array arrives as before: a private, writable copy"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (b"x" * (2 * MB), ("bytes", 2 * MB, True)),
+        (bytearray(2 * MB), ("bytearray", 2 * MB, False)),
+        (memoryview(bytes(2 * MB)), ("memoryview", 2 * MB, True)),
+        (memoryview(b"small"), ("memoryview", 5, True)),
+    ],
+    ids=["bytes", "bytearray", "memoryview", "small-memoryview"],
+)
+def test_bytes_bytearray_and_memoryview(ex: pel.Executor, value: Any, expected: Any) -> None:
+    assert ex.submit(size_and_type, value).result(timeout=60) == expected
+    back = ex.submit(identity, [value]).result(timeout=60)[0]
+    assert type(back) is type(value)
+    assert bytes(back) == bytes(value)
+
+
+def test_large_data_does_not_go_through_the_pipes(
+    ex: pel.Executor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight 4 MiB results summed by a ninth task: the pipes carry names only."""
+    sent: list[int] = []
+    received: list[int] = []
+    real_frame, real_feed = pool.frame, pool.FrameReader.feed
+
+    def counting_frame(payload: bytes) -> bytes:
+        sent.append(len(payload))
+        return real_frame(payload)
+
+    def counting_feed(self: Any, data: bytes) -> list[bytes]:
+        received.append(len(data))
+        return real_feed(self, data)
+
+    monkeypatch.setattr(pool, "frame", counting_frame)
+    monkeypatch.setattr(pool.FrameReader, "feed", counting_feed)
+    array = full(4 * MB, 1.0)
+    parts = [ex.submit(full, 4 * MB, float(i)) for i in range(8)]
+    assert ex.submit(total, parts).result(timeout=60) == sum(range(8)) * (4 * MB // 8)
+    assert ex.submit(describe, array).result(timeout=60)[2] == array.size
+    assert sum(sent) < 64 * 1024, sent
+    assert sum(received) < 64 * 1024, received
+
+
+def test_put_stores_once_and_resolves_to_the_object(ex: pel.Executor) -> None:
+    array = full(4 * MB, 5.0)
+    ref = ex.put(array)
+    assert isinstance(ref, pel.ObjectRef)
+    assert ref.nbytes == array.nbytes
+    array[:] = 0.0  # put took a snapshot
+    results = [f.result(timeout=60) for f in [ex.submit(describe, ref) for _ in range(4)]]
+    assert len({path for path, _, _ in results}) == 1
+    assert all(in_segment(path) and not w and s == 5.0 * array.size for path, w, s in results)
+    nested = ex.submit(describe_all, [ref, {"x": ref}["x"]]).result(timeout=60)
+    assert nested[0] == results[0]
+    # Small objects and large pickles of small objects are refs too.
+    assert ex.submit(identity, ex.put({"a": 1})).result(timeout=60) == {"a": 1}
+    many = list(range(300_000))
+    assert ex.submit(len, ex.put(many)).result(timeout=60) == len(many)
+
+
+def test_a_task_gets_no_unpicklable_surprise_from_a_ref_in_map(ex: pel.Executor) -> None:
+    ref = ex.put(full(2 * MB, 1.0))
+    assert [s for _, _, s in ex.map(describe, [ref, ref])] == [2 * MB // 8] * 2
+
+
+def test_the_data_plane_options_are_validated(tmp_path: Any) -> None:
+    bad: list[dict[str, Any]] = [
+        {"shm_threshold": 0},
+        {"shm_threshold": "1MB"},
+        {"shm_limit": -1},
+        {"shm_limit": 1.5},
+        {"spill_dir": 3},
+    ]
+    for options in bad:
+        name = next(iter(options))
+        with pytest.raises(pel.OptionError, match=name):
+            pel.Executor(1, **options)
+    afile = tmp_path / "file"
+    afile.write_text("")
+    with pytest.raises(pel.OptionError, match="spill_dir"):
+        pel.Executor(1, spill_dir=afile)
+
+
+def test_results_are_numpy_arrays_equal_to_the_task_s(ex: pel.Executor) -> None:
+    value = ex.submit(np.arange, 1_000_000, dtype=np.int64).result(timeout=60)
+    assert value.dtype == np.int64 and int(value[-1]) == 999_999
+    wait_until(lambda: len(data_segments()) == 1)
+    del value
+    assert wait_until(lambda: not data_segments()), data_segments()
