@@ -378,6 +378,9 @@ class Executor(concurrent.futures.Executor):
             payload: Any = (chunk[0], chunk[1], retry)
             if self._backend.pickles:
                 payload = self._encode_chunk(name, payload, first)
+            elif _refs.made:  # in-process: an ObjectRef item stands for its object
+                items, _ = _arguments.replace(tuple(chunk[1]), {}, ObjectRef, ObjectRef._get)
+                payload = (chunk[0], list(items), retry)
             with self._lock:
                 self._check_open()
                 future: Future[Any] = Future(self._runtime, next(self._keys), f"{name}[map]")

@@ -223,3 +223,9 @@ def test_map_results_can_be_read_after_the_with_block(make_executor: Any) -> Non
     with make_executor(2) as ex:
         out = ex.map(identity, range(5000))
     assert sum(out) == sum(range(5000))
+
+
+def test_map_items_that_are_object_refs_arrive_as_their_objects(ex: pel.Executor) -> None:
+    ref = ex.put([1, 2, 3])
+    assert list(ex.map(len, [ref] * 3)) == [3, 3, 3]
+    assert list(ex.map(add, [ref, ref], [[4], [5]])) == [[1, 2, 3, 4], [1, 2, 3, 5]]
