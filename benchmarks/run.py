@@ -25,6 +25,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -421,6 +422,31 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+#: Where peers leave semaphores and memmaps when their process group is killed
+#: (W9's hang, a timeout): removed after each run, so a benchmark session does
+#: not fill /dev/shm. pel's own files are not on the list: a leak is a bug.
+SHM = "/dev/shm"
+PEER_SHM_PREFIXES = ("sem.mp-", "sem.loky-", "joblib_memmapping_folder_", "psm_", "loky-")
+
+
+def _shm_entries() -> set[str]:
+    try:
+        return set(os.listdir(SHM))
+    except OSError:
+        return set()
+
+
+def _sweep_peer_shm(before: set[str]) -> None:
+    for name in sorted(_shm_entries() - before):
+        if name.startswith(PEER_SHM_PREFIXES):
+            path = os.path.join(SHM, name)
+            with contextlib.suppress(OSError):
+                if os.path.isdir(path):
+                    shutil.rmtree(path)
+                else:
+                    os.unlink(path)
+
+
 def run_group(cmd: list[str], timeout: float) -> tuple[int | None, str, str, bool]:
     """Run ``cmd`` in a new session; kill its whole process group when it is done.
 
@@ -428,6 +454,7 @@ def run_group(cmd: list[str], timeout: float) -> tuple[int | None, str, str, boo
     pipe open (and the read blocked) after the run itself has exited.
     Returns (exit code, stdout, stderr, timed out).
     """
+    shm_before = _shm_entries()
     with tempfile.TemporaryFile("w+") as out_f, tempfile.TemporaryFile("w+") as err_f:
         proc = subprocess.Popen(
             cmd,
@@ -447,6 +474,7 @@ def run_group(cmd: list[str], timeout: float) -> tuple[int | None, str, str, boo
         finally:
             _kill_group(proc.pid)  # the run and whatever it left behind
             proc.wait()
+            _sweep_peer_shm(shm_before)
         out_f.seek(0)
         err_f.seek(0)
         return rc, out_f.read(), err_f.read(), timed_out
