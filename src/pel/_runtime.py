@@ -26,8 +26,17 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import InvalidStateError
 from typing import Any
 
-from ._errors import DependencyError, TaskTimeoutError, WorkerCrashedError
-from ._futures import CANCELLED, RUNNING, Future
+from ._errors import WorkerCrashedError
+from ._futures import RUNNING, Future
+from ._settle import (
+    cancel,
+    claim,
+    dependency_error,
+    fail,
+    join_halves,
+    lost_error,
+    notify_cancelled,
+)
 from ._task import TaskPolicy
 from .backends.base import (
     ISOLATE,
@@ -310,7 +319,7 @@ class Runtime:
         for future in cancelled:
             # Always wake wait() callers, even for a task that never entered
             # the table (settled at submit because a dependency had failed).
-            _notify_cancelled(future)
+            notify_cancelled(future)
             events.append(Cancelled([future.key], now))
             if future.key in self._records:
                 self._settled.append(future.key)
@@ -337,7 +346,7 @@ class Runtime:
         for record in records:
             key = record.future.key
             if self._broken is not None:
-                _fail(record.future, WorkerCrashedError(self._broken))
+                fail(record.future, WorkerCrashedError(self._broken))
                 continue
             if record.deps and self._failed_dependency(record) is not None:
                 continue
@@ -373,10 +382,10 @@ class Runtime:
         """Settle a task at once if a dependency already failed or was cancelled."""
         for dep in record.deps:
             if dep.cancelled():
-                _cancel(record.future)
+                cancel(record.future)
                 return dep
             if dep.done() and dep.exception() is not None:
-                _fail(record.future, _dependency_error(record.future, dep))
+                fail(record.future, dependency_error(record.future, dep))
                 return dep
         return None
 
@@ -432,7 +441,7 @@ class Runtime:
             if record is None or key in retried or record.error is None:
                 continue
             error, record.error = record.error, None
-            _fail(record.future, error)
+            fail(record.future, error)
             self._settled.append(key)
 
     def _on_exit(self, report: Exited, events: list[Event], now: float) -> None:
@@ -455,8 +464,8 @@ class Runtime:
     def _break(self, message: str) -> None:
         self._broken = message
         for record in self._records.values():
-            if not record.future.done() and _claim(record.future):
-                _fail(record.future, WorkerCrashedError(message))
+            if not record.future.done() and claim(record.future):
+                fail(record.future, WorkerCrashedError(message))
 
     def _begin_close(
         self, cancel_futures: bool, kill: bool, events: list[Event], now: float
@@ -468,20 +477,20 @@ class Runtime:
             # are killed), so shutdown returns promptly.
             cancelled = [k for k, r in self._records.items() if r.future._cancel(running=True)]
             for key in cancelled:
-                _notify_cancelled(self._records[key].future)
+                notify_cancelled(self._records[key].future)
                 self._settled.append(key)
             if cancelled:
                 events.append(Cancelled(cancelled, now))
         if kill:
             pending = [k for k, r in self._records.items() if not r.future.running()]
             for key in pending:
-                _cancel(self._records[key].future)
+                cancel(self._records[key].future)
                 self._settled.append(key)
             if pending:
                 events.append(Cancelled(pending, now))
             for record in self._records.values():
                 if not record.future.done():
-                    _fail(
+                    fail(
                         record.future,
                         WorkerCrashedError("the executor was shut down while this task ran"),
                     )
@@ -499,7 +508,7 @@ class Runtime:
                     record = records.get(key)
                     if record is None:
                         continue
-                    if not _claim(record.future):
+                    if not claim(record.future):
                         # Cancelled meanwhile: handed back to the scheduler
                         # next turn, before its Cancelled event.
                         self._unsent.setdefault(ins.worker, []).append(key)
@@ -518,14 +527,14 @@ class Runtime:
                     if gone is None:
                         continue
                     if cause_record is None or cause_record.future.cancelled():
-                        _cancel(gone.future)  # cancelled by the user while it ran
+                        cancel(gone.future)  # cancelled by the user while it ran
                     else:
-                        _fail(gone.future, _dependency_error(gone.future, cause_record.future))
+                        fail(gone.future, dependency_error(gone.future, cause_record.future))
             elif type(ins) is Cancel:
                 for key in ins.keys:
                     gone = records.pop(key, None)
                     if gone is not None:
-                        _cancel(gone.future)
+                        cancel(gone.future)
             elif type(ins) is Retry:
                 record = records.get(ins.key)
                 if record is not None:
@@ -585,35 +594,18 @@ class Runtime:
         if record is None or record.future.done():
             return
         self._settled.append(ins.key)
-        name = record.future.name
-        tries = f"{ins.attempts} attempt" + ("s" if ins.attempts > 1 else "")
-        error: BaseException
-        if ins.timed_out:
-            limit = record.policy.timeout or 0.0
-            per = f"{limit:g} s"
-            if record.items:
-                per += " per item" + (f" ({record.items} items)" if record.items > 1 else "")
-            error = TaskTimeoutError(
-                f"task {name!r} ran past its timeout of {per} on {tries}; its worker was "
-                f"killed and replaced each time. Raise the timeout (task_timeout=, or "
-                f"@pel.task(timeout=...)) or allow more retries."
-            )
-        else:
-            exit_report = self._exits.get(ins.worker)
-            pid = exit_report.pid if exit_report else None
-            exitcode = exit_report.exitcode if exit_report else None
-            how = describe_exit(
-                exitcode,
-                exit_report.peak_rss if exit_report else None,
-                exit_report.cause if exit_report else "",
-            )
-            error = WorkerCrashedError(
-                f"task {name!r} took its worker process down on {tries} (the last, pid "
-                f"{pid}, {how}); retries={record.policy.retries} are used up. The other "
-                f"tasks on those workers were run again.",
-                exitcode,
-            )
-        _fail(record.future, error)
+        policy = record.policy
+        fail(
+            record.future,
+            lost_error(
+                record.future.name,
+                ins,
+                policy.timeout,
+                policy.retries,
+                record.items,
+                self._exits.get(ins.worker),
+            ),
+        )
 
     def _split(self, record: Record) -> None:
         """Replace a map chunk that took its worker down by its two halves."""
@@ -645,110 +637,5 @@ class Runtime:
             )
         for half in halves:
             half.flags |= ISOLATE  # a crash of one is known to be its own
-        _join_halves(parent, (halves[0].future, middle), (halves[1].future, len(items) - middle))
+        join_halves(parent, (halves[0].future, middle), (halves[1].future, len(items) - middle))
         self._inbox.append(("submit", halves))
-
-
-def _claim(future: Future[Any]) -> bool:
-    """Mark a future running before its task is sent; False if it was cancelled.
-
-    A task given back by a worker (a steal, a retry) is sent again, already
-    running. A user's cancel() may move the future to CANCELLED at any time,
-    from another thread: whoever sets a result or an error afterwards must
-    expect InvalidStateError (see _fail).
-    """
-    return future._state == RUNNING or future.set_running_or_notify_cancel()
-
-
-def _fail(future: Future[Any], error: BaseException) -> None:
-    """Fail a task that has not started; the user may have cancelled it meanwhile
-    (``cancel()`` acts at once, in the user's thread), and then it stays cancelled."""
-    try:
-        future.set_exception(error)
-    except InvalidStateError:
-        pass
-
-
-def _notify_cancelled(future: Future[Any]) -> None:
-    """Wake ``wait()``/``as_completed()`` callers of a cancelled future, once.
-
-    The stdlib notifies them only from ``set_running_or_notify_cancel``, which
-    raises if called twice; a dispatch that met the cancelled future first
-    already called it.
-    """
-    if future._state == CANCELLED:
-        future.set_running_or_notify_cancel()
-
-
-def _cancel(future: Future[Any]) -> None:
-    """Cancel without telling the runtime again, and wake ``wait()`` callers."""
-    if future._cancel():
-        _notify_cancelled(future)
-
-
-def _dependency_error(future: Future[Any], cause: Future[Any]) -> DependencyError:
-    """Name the task that failed first, and chain its own error.
-
-    A dependency that itself failed with a DependencyError is looked through,
-    so the error is the same whether the graph was submitted before or after
-    the failure.
-    """
-    exc = cause.exception()
-    root = cause.name
-    if isinstance(exc, DependencyError) and exc.__cause__ is not None:
-        root, exc = exc.dependency, exc.__cause__
-    err = DependencyError(
-        f"task {future.name!r} did not run: its dependency {root!r} failed with "
-        f"{type(exc).__name__}: {exc}",
-        dependency=root,
-    )
-    err.__cause__ = exc
-    return err
-
-
-def _join_halves(
-    parent: Future[Any], left: tuple[Future[Any], int], right: tuple[Future[Any], int]
-) -> None:
-    """Complete ``parent``, a map chunk, from its two halves' results.
-
-    A half that failed as a whole (its single item took its worker down on
-    every attempt, say) fails each of its items, not the chunk: the other
-    items' results are delivered.
-    """
-    halves = (left, right)
-
-    def on_done(_: Future[Any]) -> None:
-        if parent.done() or not all(half.done() for half, _ in halves):
-            return
-        if any(half.cancelled() for half, _ in halves):
-            # Cancelled with the parent, or by shutdown(cancel_futures=True),
-            # which cannot see the parent: it has no record of its own.
-            if parent._cancel(running=True):
-                _notify_cancelled(parent)
-            return
-        values: list[Any] = []
-        errors: list[tuple[int, BaseException]] = []
-        seconds = 0.0
-        for half, items in halves:
-            error = half.exception()
-            if error is None:
-                part, part_errors, part_seconds = half.result()
-            else:
-                part, part_seconds = [None] * items, 0.0
-                part_errors = [(i, error) for i in range(items)]
-            errors += [(i + len(values), e) for i, e in part_errors or ()]
-            values += part
-            seconds += part_seconds
-        try:
-            parent.set_result((values, errors or None, seconds))
-        except InvalidStateError:
-            pass
-
-    def on_parent(_: Future[Any]) -> None:
-        if parent.cancelled():
-            for half, _items in halves:
-                half.cancel()
-
-    for half, _items in halves:
-        half.add_done_callback(on_done)
-    parent.add_done_callback(on_parent)
