@@ -35,10 +35,11 @@ from ._errors import (
 from ._futures import Future, FutureFoundError
 from ._map import MapRun
 from ._refs import ObjectRef
-from ._runtime import Record, Runtime
+from ._runtime import Prepared, Record, Runtime
 from ._task import (
     DEFAULT_RETRIES,
     DEFAULT_RETRY_DELAY,
+    TaskFunction,
     TaskOptions,
     TaskPolicy,
     check_delay,
@@ -100,6 +101,12 @@ class _FunctionTable:
 
 def _name_of(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__qualname__", None) or type(fn).__name__
+
+
+def _options_of(fn: Callable[..., Any]) -> TaskOptions | None:
+    """A ``@pel.task`` function's options (checked again at each submit: a
+    cached entry stands only while they are the same object)."""
+    return fn.options if type(fn) is TaskFunction else None
 
 
 def _check_callable(fn: object, where: str) -> None:
@@ -195,6 +202,10 @@ class Executor(concurrent.futures.Executor):
             check_delay(retry_delay, "retry_delay"),
         )
         self._policies: dict[int, tuple[TaskOptions, TaskPolicy]] = {}
+        #: What submit needs of each function, by id(function): a repeat
+        #: submit of the same function is one dict lookup (it holds the
+        #: function, so the id is not reused while the entry lives).
+        self._prepared: dict[int, Prepared] = {}
         options = BackendOptions(
             max_workers,
             initializer,
@@ -244,17 +255,41 @@ class Executor(concurrent.futures.Executor):
         The arguments are typed ``Any`` on purpose: a ``Future[T]`` may stand
         wherever ``fn`` takes a ``T``, which a ``ParamSpec`` cannot express.
         """
-        _check_callable(fn, "submit()")
-        fn, options = split_options(fn)
-        name = options.name if options is not None and options.name else _name_of(fn)
+        prepared = self._prepared.get(id(fn))
+        if prepared is None or prepared.fn is not fn or prepared.options is not _options_of(fn):
+            return self._submit_first(fn, args, kwargs)
+        name = prepared.name
         payload, deps = self._encode(name, args, kwargs)
-        fn_id, blob = self._functions.lookup(fn, name)
+        with self._lock:
+            if self._shutdown or self._runtime.broken is not None:
+                self._check_open()
+            future: Future[R] = Future(self._runtime, next(self._keys), name)
+            self._runtime.submit_one(Record(future, prepared, payload, deps))
+        return future
+
+    def _submit_first(
+        self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Future[R]:
+        """``submit`` of a function not seen yet (or no longer remembered):
+        checks it, pickles it, and remembers what the next submit of it needs.
+        The checks run in the order they always have, so the same mistake
+        gives the same error."""
+        _check_callable(fn, "submit()")
+        task_fn, options = split_options(fn)
+        name = options.name if options is not None and options.name else _name_of(task_fn)
+        payload, deps = self._encode(name, args, kwargs)
+        fn_id, blob = self._functions.lookup(task_fn, name)
         priority = options.priority if options is not None else 0
-        policy = self._policy_for(options)
+        prepared = Prepared(
+            task_fn, options, fn_id, blob, name, priority, self._policy_for(options)
+        )
+        if len(self._prepared) >= _FUNCTIONS_KEPT:
+            self._prepared.clear()
+        self._prepared[id(fn)] = prepared
         with self._lock:
             self._check_open()
             future: Future[R] = Future(self._runtime, next(self._keys), name)
-            self._runtime.submit([Record(future, fn, fn_id, blob, payload, deps, priority, policy)])
+            self._runtime.submit_one(Record(future, prepared, payload, deps))
         return future
 
     def _policy_for(self, options: TaskOptions | None) -> TaskPolicy:
@@ -367,6 +402,7 @@ class Executor(concurrent.futures.Executor):
         fn_id, blob = self._functions.lookup(fn, name)
         priority = options.priority if options is not None else 0
         policy = self._policy_for(options)
+        prepared = Prepared(fn, options, fn_id, blob, name, priority, policy)
         # Items that raise one of retry_on are retried inside the chunk.
         retry = (
             (policy.retries, policy.retry_on, policy.retry_delay)
@@ -384,10 +420,7 @@ class Executor(concurrent.futures.Executor):
             with self._lock:
                 self._check_open()
                 future: Future[Any] = Future(self._runtime, next(self._keys), f"{name}[map]")
-                record = Record(
-                    future, fn, fn_id, blob, payload, [], priority, policy, len(chunk[1])
-                )
-                self._runtime.submit([record])
+                self._runtime.submit_one(Record(future, prepared, payload, [], len(chunk[1])))
             return future
 
         run = MapRun(submit_chunk, iterables, self._max_workers, timeout, chunksize, ordered)

@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import InvalidStateError
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._errors import WorkerCrashedError
 from ._futures import RUNNING, Future
@@ -37,7 +37,7 @@ from ._settle import (
     lost_error,
     notify_cancelled,
 )
-from ._task import TaskPolicy
+from ._task import TaskOptions, TaskPolicy
 from .backends.base import (
     ISOLATE,
     TIMED,
@@ -77,7 +77,7 @@ from .scheduler import (
 )
 from .transport import serialize
 
-__all__ = ["Record", "Runtime"]
+__all__ = ["Prepared", "Record", "Runtime"]
 
 
 #: Worker processes in a row that may die before starting up (an import that
@@ -85,47 +85,42 @@ __all__ = ["Record", "Runtime"]
 MAX_FAILED_STARTS = 10
 
 
+class Prepared(NamedTuple):
+    """What every task of one function shares, worked out once per function
+    (at its first submit, or once per ``map``)."""
+
+    fn: Callable[..., Any]
+    #: The ``@pel.task`` options it came with, if any.
+    options: TaskOptions | None
+    fn_id: int
+    #: The function pickled once, for backends that pickle.
+    blob: bytes | None
+    name: str
+    priority: int
+    policy: TaskPolicy
+
+
 class Record:
     """What the runtime keeps for a task until it is final."""
 
-    __slots__ = (
-        "deps",
-        "error",
-        "flags",
-        "fn",
-        "fn_blob",
-        "fn_id",
-        "future",
-        "items",
-        "payload",
-        "policy",
-        "priority",
-    )
+    __slots__ = ("deps", "error", "flags", "future", "items", "payload", "task")
 
     def __init__(
         self,
         future: Future[Any],
-        fn: Callable[..., Any],
-        fn_id: int,
-        fn_blob: bytes | None,
+        task: Prepared,
         payload: Any,
         deps: list[Future[Any]],
-        priority: int,
-        policy: TaskPolicy,
         items: int = 0,
     ) -> None:
         self.future = future
-        self.fn = fn
-        self.fn_id = fn_id
-        self.fn_blob = fn_blob
+        self.task = task
         self.payload = payload
         self.deps = deps
-        self.priority = priority
-        self.policy = policy
         #: Items in a map chunk; 0 for a single call.
         self.items = items
         #: How the worker should run it (backends.base.TIMED, ISOLATE).
-        self.flags = TIMED if policy.timeout is not None else 0
+        self.flags = TIMED if task.policy.timeout is not None else 0
         #: A failure held back while the scheduler decides whether to retry.
         self.error: BaseException | None = None
 
@@ -178,6 +173,11 @@ class Runtime:
         if not self._started:
             self._start()
         self._post("submit", records)
+
+    def submit_one(self, record: Record) -> None:
+        if not self._started:
+            self._start()
+        self._post("submit", (record,))
 
     def notify_cancelled(self, future: Future[Any]) -> None:
         self._post("cancel", future)
@@ -352,21 +352,22 @@ class Runtime:
                 continue
             self._records[key] = record
             deps = tuple([dep.key for dep in record.deps]) if record.deps else ()
-            policy = record.policy
+            task = record.task
+            policy = task.policy
             timeout = policy.timeout
             if record.items:
                 # Chunks of a map take longer than single calls of the same
                 # function; a timeout is per item.
-                group = ~record.fn_id
+                group = ~task.fn_id
                 if timeout is not None:
                     timeout *= record.items
             else:
-                group = record.fn_id
+                group = task.fn_id
             specs.append(
                 TaskSpec(
                     key,
                     deps,
-                    record.priority,
+                    task.priority,
                     group,
                     policy.retries,
                     timeout,
@@ -410,7 +411,9 @@ class Runtime:
                         future.set_result(outcome.value)
                         if outcome.raw is not None:
                             self._raw[key] = outcome.raw
-                    elif record.policy.retry_on and record.policy.is_retriable(outcome.value):
+                    elif record.task.policy.retry_on and record.task.policy.is_retriable(
+                        outcome.value
+                    ):
                         record.error = outcome.value
                         retriable.append(key)
                         deferred.append(key)
@@ -580,9 +583,9 @@ class Runtime:
                 deps = [dep.result() for dep in record.deps]
         return Call(
             key,
-            record.fn,
-            record.fn_id,
-            record.fn_blob,
+            record.task.fn,
+            record.task.fn_id,
+            record.task.blob,
             record.payload,
             deps,
             record.items > 0,
@@ -594,7 +597,7 @@ class Runtime:
         if record is None or record.future.done():
             return
         self._settled.append(ins.key)
-        policy = record.policy
+        policy = record.task.policy
         fail(
             record.future,
             lost_error(
@@ -623,15 +626,11 @@ class Runtime:
             halves.append(
                 Record(
                     child,
-                    record.fn,
-                    record.fn_id,
-                    record.fn_blob,
+                    record.task,
                     serialize.dumps_oob(chunk, self._backend.store)
                     if self._backend.pickles
                     else chunk,
                     [],
-                    record.priority,
-                    record.policy,
                     len(part),
                 )
             )
