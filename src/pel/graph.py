@@ -116,10 +116,14 @@ class Graph:
         so it is not waited on. The caller keeps failed and cancelled
         dependencies out: a task depending on one never enters the graph.
         """
-        if key in self.nodes:
+        nodes = self.nodes
+        if key in nodes:
             raise ValueError(f"task {key} is already in the graph")
         node = Node(key, deps, priority, group)
-        self.nodes[key] = node
+        nodes[key] = node
+        if not deps:  # most tasks: nothing to wait for, nobody to lift
+            node.status = Status.READY
+            return node, []
         raised: list[Node] = []
         for dep_key in deps:
             dep = self.nodes.get(dep_key)

@@ -156,9 +156,11 @@ class SchedulerState:
     # -- event handlers ---------------------------------------------------------------
 
     def _on_submitted(self, event: Submitted, out: list[Instruction]) -> None:
-        graph = self.graph
+        add = self.graph.add
+        ready = self._ready
+        push = heapq.heappush
         for spec in event.tasks:
-            node, lifted = graph.add(spec.key, spec.deps, spec.priority, spec.group)
+            node, lifted = add(spec.key, spec.deps, spec.priority, spec.group)
             node.retries = spec.retries
             if spec.timeout is not None:
                 node.timeout = spec.timeout
@@ -169,35 +171,49 @@ class SchedulerState:
             if spec.isolated:
                 node.isolated = True
             if node.status is Status.READY:
-                heapq.heappush(self._ready, _entry(node))
+                push(ready, (-node.priority, -node.height, node.key))  # = _entry(node)
             for other in lifted:
                 if other.status is Status.READY:
-                    heapq.heappush(self._ready, _entry(other))
+                    push(ready, _entry(other))
 
     def _on_finished(self, event: Finished, out: list[Instruction]) -> None:
         worker = self.workers.get(event.worker)
+        nodes = self.graph.nodes
         released: list[int] = []
         retriable = event.retriable
+        probes = self._probe_sent
+        group_seconds = self.group_seconds
+        task_seconds = self.task_seconds
         for key, ok, seconds in event.results:
             if worker is not None:
                 worker.assigned.pop(key, None)
-                worker.cancelling.discard(key)
+                if worker.cancelling:
+                    worker.cancelling.discard(key)
                 if worker.deadline is not None and worker.deadline[1] == key:
                     worker.deadline = None
-            node = self.graph.nodes.get(key)
+            node = nodes.get(key)
             if node is None or node.status is not Status.ASSIGNED:
                 continue  # cancelled or failed meanwhile
-            self.task_seconds = policy.smooth(self.task_seconds, seconds)
-            self.group_seconds[node.group] = policy.smooth(
-                self.group_seconds.get(node.group), seconds
+            # policy.smooth, written out: this loop runs once per task.
+            if task_seconds is None:
+                task_seconds = seconds
+            else:
+                task_seconds += policy.SMOOTHING * (seconds - task_seconds)
+            previous = group_seconds.get(node.group)
+            group_seconds[node.group] = (
+                seconds if previous is None else previous + policy.SMOOTHING * (seconds - previous)
             )
-            sent = self._probe_sent.pop(key, None)
-            if sent is not None:
-                overhead = max(0.0, event.now - sent - seconds)
-                self.overhead_seconds = policy.smooth(self.overhead_seconds, overhead)
+            if probes:
+                sent = probes.pop(key, None)
+                if sent is not None:
+                    overhead = max(0.0, event.now - sent - seconds)
+                    self.overhead_seconds = policy.smooth(self.overhead_seconds, overhead)
             if ok:
-                for child in self.graph.finish(key):
-                    heapq.heappush(self._ready, _entry(child))
+                if node.dependents:
+                    for child in self.graph.finish(key):
+                        heapq.heappush(self._ready, _entry(child))
+                else:
+                    node.status = Status.DONE  # what graph.finish does, with no dependent
                 self._settle_deps(node, released)
                 if node.unsettled == 0:
                     self._forget(node, released)
@@ -206,6 +222,7 @@ class SchedulerState:
             else:
                 node.status = Status.FAILED
                 self._finalize_descendants(node, Status.FAILED, out, released)
+        self.task_seconds = task_seconds
         if released:
             out.append(Release(tuple(released)))
 
@@ -404,6 +421,8 @@ class SchedulerState:
         if node.settled:
             return
         node.settled = True
+        if not node.deps:
+            return
         for dep_key in node.deps:
             dep = self.graph.nodes.get(dep_key)
             if dep is None:
@@ -420,46 +439,54 @@ class SchedulerState:
         """Give ready tasks, best first, each to the least loaded worker with room.
 
         Stops at the first task no worker has room for: a later task whose
-        group allows a deeper prefetch does not overtake it.
+        group allows a deeper prefetch does not overtake it. Runs once per
+        task sent, so the loop is written for speed: workers are kept in a
+        heap by (load, id), the least loaded (lowest id among equals) on top.
         """
         if not self.workers:
             return
-        batches: dict[int, list[int]] = {}
-        workers = [w for w in self.workers.values() if w.killing is None]
+        workers = [(len(w.assigned), w.id, w) for w in self.workers.values() if w.killing is None]
         if not workers:
             return
+        heapq.heapify(workers)
+        ready = self._ready
+        nodes = self.graph.nodes
+        probes = self._probe_sent
+        batches: dict[int, list[int]] = {}
         depths: dict[int, int] = {}
-        while True:
-            node = self._peek_ready()
-            if node is None:
-                break
+        while ready:
+            entry = ready[0]
+            node = nodes.get(entry[2])
+            if (
+                node is None
+                or node.status is not Status.READY
+                or entry[1] != -node.height
+                or entry[0] != -node.priority
+            ):
+                heapq.heappop(ready)  # stale: no longer ready, or ranked again since
+                continue
             depth = depths.get(node.group)
             if depth is None:
                 depth = depths[node.group] = self.prefetch_depth(node.group)
-            worker = min(workers, key=_load)
-            if len(worker.assigned) >= depth:
+            load, worker_id, worker = workers[0]
+            if load >= depth:
                 break
-            heapq.heappop(self._ready)
-            if not worker.assigned:
-                self._probe_sent[node.key] = self._now
+            heapq.heappop(ready)
+            key = node.key
+            if not load:
+                probes[key] = self._now
             node.status = Status.ASSIGNED
-            worker.assigned[node.key] = None
-            batches.setdefault(worker.id, []).append(node.key)
+            worker.assigned[key] = None
+            heapq.heapreplace(workers, (load + 1, worker_id, worker))
+            batch = batches.get(worker_id)
+            if batch is None:
+                batches[worker_id] = [key]
+            else:
+                batch.append(key)
         for worker_id, keys in batches.items():
             out.append(Dispatch(worker_id, tuple(keys)))
         # A worker still idle here means no ready task is left to give it.
         self._balance(out)
-
-    def _peek_ready(self) -> Node | None:
-        """The best ready task, left in the queue (stale entries are dropped)."""
-        nodes = self.graph.nodes
-        while self._ready:
-            entry = self._ready[0]
-            node = nodes.get(entry[2])
-            if node is not None and self._is_current(entry):
-                return node
-            heapq.heappop(self._ready)
-        return None
 
     def _is_current(self, entry: tuple[int, int, int]) -> bool:
         node = self.graph.nodes.get(entry[2])
@@ -487,10 +514,6 @@ class SchedulerState:
 _EVENT_TYPES = frozenset(
     {Submitted, Finished, Cancelled, WorkerJoined, WorkerLost, Returned, Started, Tick}
 )
-
-
-def _load(worker: WorkerState) -> tuple[int, int]:
-    return (len(worker.assigned), worker.id)
 
 
 def _entry(node: Node) -> tuple[int, int, int]:
