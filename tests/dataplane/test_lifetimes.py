@@ -13,6 +13,7 @@ import pytest
 import pel
 from pel.testing import wait_until
 from shm_tasks import MB, backing_file, describe, full, leave_segment_and_die, wait_then_describe
+from tasks import pid
 
 from .conftest import segments_of
 
@@ -23,15 +24,29 @@ def data_segments() -> set[str]:
     return {p for p in segments_of() if not p.endswith("-ledger")}
 
 
-def test_segments_live_exactly_as_long_as_something_needs_them(tmp_path: Path) -> None:
+#: The lifetime and crash-cleanup tests run under the default start method and spawn.
+start_methods = pytest.mark.parametrize("mp_context", [None, "spawn"], ids=["default", "spawn"])
+
+
+@start_methods
+def test_segments_live_exactly_as_long_as_something_needs_them(
+    tmp_path: Path, mp_context: str | None
+) -> None:
     flag = str(tmp_path / "go")
-    with pel.Executor(1) as ex:
+    with pel.Executor(1, mp_context=mp_context) as ex:
         array = full(2 * MB, 1.0)
         pending = ex.submit(wait_then_describe, flag, array)
         assert len(data_segments()) == 1, "a pending task holds its argument's segment"
         Path(flag).touch()
         assert pending.result(timeout=60)[2] == array.size
-        assert wait_until(lambda: not data_segments()), "freed once the task settled"
+        del pending
+        gc.collect()
+        assert len(data_segments()) == 1, "kept while the array lives, for the next task"
+        size = array.size
+        del array
+        assert wait_until(lambda: not data_segments()), "freed once the array is gone too"
+        array = full(2 * MB, 1.0)
+        assert array.size == size
 
         future = ex.submit(full, 2 * MB, 1.0)
         value = future.result(timeout=60)
@@ -54,8 +69,9 @@ def test_segments_live_exactly_as_long_as_something_needs_them(tmp_path: Path) -
         assert wait_until(lambda: not data_segments()), "freed with the ref and its task"
 
 
-def test_shutdown_unlinks_everything_and_results_stay_readable() -> None:
-    ex = pel.Executor(2)
+@start_methods
+def test_shutdown_unlinks_everything_and_results_stay_readable(mp_context: str | None) -> None:
+    ex = pel.Executor(2, mp_context=mp_context)
     value = ex.submit(full, 4 * MB, 2.0).result(timeout=60)
     ref = ex.put(full(2 * MB, 1.0))
     assert data_segments()
@@ -65,8 +81,11 @@ def test_shutdown_unlinks_everything_and_results_stay_readable() -> None:
     del ref
 
 
-def test_terminate_with_tasks_pending_leaves_nothing(tmp_path: Path) -> None:
-    ex = pel.Executor(2)
+@start_methods
+def test_terminate_with_tasks_pending_leaves_nothing(
+    tmp_path: Path, mp_context: str | None
+) -> None:
+    ex = pel.Executor(2, mp_context=mp_context)
     never = str(tmp_path / "never")
     held = [ex.submit(wait_then_describe, never, full(2 * MB, i)) for i in range(4)]
     assert len(data_segments()) == 4
@@ -75,16 +94,23 @@ def test_terminate_with_tasks_pending_leaves_nothing(tmp_path: Path) -> None:
     assert segments_of() == set()
 
 
-def test_a_crashed_worker_s_unreported_segments_are_swept() -> None:
-    with pel.Executor(1) as ex:
+@start_methods
+def test_a_crashed_worker_s_unreported_segments_are_swept(mp_context: str | None) -> None:
+    with pel.Executor(1, mp_context=mp_context) as ex:
         array = full(2 * MB, 1.0)
-        pid = ex.worker_pids() or [None]
-        err = ex.submit(leave_segment_and_die, array).exception(timeout=60)
+        worker = ex.submit(pid).result(timeout=60)
+        assert ex.worker_pids() == [worker]
+        err = ex.submit(pel.task(leave_segment_and_die, retries=0), array).exception(timeout=60)
         assert isinstance(err, pel.WorkerCrashedError), repr(err)
-        assert pid
-        # The orphan (named with the dead worker's pid) and the argument are gone.
+        assert err.exitcode == 7 and f"pid {worker}" in str(err), "it died in that worker"
+        # The orphan it wrote (named with its pid) is gone; the argument is kept
+        # while the array lives, and reused.
+        orphans = lambda: {p for p in data_segments() if f"-{worker}-" in os.path.basename(p)}  # noqa: E731
+        assert wait_until(lambda: not orphans()), orphans()
+        (kept,) = data_segments()
+        assert ex.submit(describe, array).result(timeout=60) == (kept, False, array.size)
+        del array
         assert wait_until(lambda: not data_segments()), data_segments()
-        assert ex.submit(describe, array).result(timeout=60)[2] == array.size
 
 
 def test_past_the_limit_data_spills_to_the_spill_directory(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ a mapping of a pel segment file (``/proc/self/maps``), not in private memory.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Iterator
@@ -94,6 +95,29 @@ def test_the_same_array_to_many_tasks_is_stored_once(ex: pel.Executor) -> None:
     assert len({p for p, _, _ in ex.submit(describe_all, [array, array]).result(60)}) == 1
 
 
+def test_an_array_is_written_once_for_as_long_as_it_lives(
+    ex: pel.Executor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sequential submits of one array: one write, though no task holds it between them."""
+    from pel.transport import shm
+
+    writes: list[str] = []
+    real = shm._write_file
+
+    def counting(path: str, view: memoryview) -> None:
+        writes.append(path)
+        real(path, view)
+
+    monkeypatch.setattr(shm, "_write_file", counting)  # the parent writes arguments
+    array = full(4 * MB, 1.0)
+    paths = {ex.submit(describe, array).result(timeout=60)[0] for _ in range(5)}
+    assert len(writes) == 1 and paths == {writes[0]}, (writes, paths)
+    assert data_segments() == {writes[0]}
+    del array
+    gc.collect()
+    assert wait_until(lambda: not data_segments()), "freed with the array"
+
+
 def test_small_buffers_stay_in_the_pickle(ex: pel.Executor) -> None:
     small = full(64 * 1024, 1.0)
     path, writeable, _ = ex.submit(describe, small).result(timeout=60)
@@ -140,6 +164,10 @@ def test_large_data_does_not_go_through_the_pipes(
     parts = [ex.submit(full, 4 * MB, float(i)) for i in range(8)]
     assert ex.submit(total, parts).result(timeout=60) == sum(range(8)) * (4 * MB // 8)
     assert ex.submit(describe, array).result(timeout=60)[2] == array.size
+    # The counters saw the traffic (10 calls out, 10 results back), so the
+    # bounds below cannot pass by counting nothing.
+    assert len(sent) >= 1 and sum(sent) > 10 * 100, sent
+    assert len(received) >= 1 and sum(received) > 10 * 50, received
     assert sum(sent) < 64 * 1024, sent
     assert sum(received) < 64 * 1024, received
 

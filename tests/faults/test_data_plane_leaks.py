@@ -39,18 +39,23 @@ def hold(ex):
 """
 
 
+#: The crash-cleanup tests run under the default start method and spawn.
+start_methods = pytest.mark.parametrize("mp_context", [None, "spawn"], ids=["default", "spawn"])
+
+
 def files_of(pid: int) -> list[str]:
     return sorted(n for n in os.listdir("/dev/shm") if n.startswith(f"pel-{pid}-"))
 
 
+@start_methods
 def test_a_killed_parent_s_segments_are_swept_by_the_next_run(
-    script: Callable[[str], Script],
+    script: Callable[[str], Script], mp_context: str | None
 ) -> None:
     s = script(
         HOLD
-        + """
+        + f"""
 def main():
-    ex = pel.Executor(2)
+    ex = pel.Executor(2, mp_context={mp_context!r})
     held, mine = hold(ex)
     report(pids=ex.worker_pids(), files=mine)
     go()
@@ -71,14 +76,15 @@ def main():
     assert files_of(s.proc.pid) == []
 
 
+@start_methods
 def test_ctrl_c_in_the_with_block_leaves_no_segment(
-    script: Callable[[str], Script], tmp_path: Path
+    script: Callable[[str], Script], tmp_path: Path, mp_context: str | None
 ) -> None:
     s = script(
         HOLD
-        + """
+        + f"""
 def main():
-    with pel.Executor(2) as ex:
+    with pel.Executor(2, mp_context={mp_context!r}) as ex:
         held, mine = hold(ex)
         report(pids=ex.worker_pids(), files=mine)
         held[0].result(timeout=60)

@@ -62,7 +62,7 @@ def test_large_buffers_go_out_of_band_and_come_back_read_only(store: Any) -> Non
     assert len(serialize.dumps(packed)) < 1024
 
 
-def test_one_object_is_written_once_while_in_use(store: Any) -> None:
+def test_one_object_is_written_once_while_it_lives(store: Any) -> None:
     array = np.zeros(MB // 8)
     first = serialize.dumps_oob(array, store)
     second = serialize.dumps_oob([array, array], store)
@@ -72,11 +72,58 @@ def test_one_object_is_written_once_while_in_use(store: Any) -> None:
     assert isinstance(other, serialize.Packed)
     assert other.buffers[0][0] != first.buffers[0][0]
     path = first.buffers[0][0]
+    del first, second, other
+    gc.collect()
+    assert os.path.exists(path), "kept while the array lives, though no pickle holds it"
+    third = serialize.dumps_oob(array, store)
+    assert isinstance(third, serialize.Packed) and third.buffers[0][0] == path
+    del third, array
+    gc.collect()
+    assert not os.path.exists(path), "freed with the array"
+    assert store.used() == 0
+
+
+def test_bytes_are_written_once_only_while_in_use(store: Any) -> None:
+    """bytes allow no weak reference: pel cannot see them die, so it keeps nothing."""
+    blob = b"z" * MB
+    first = serialize.dumps_oob([blob], store)
+    second = serialize.dumps_oob([blob], store)
+    assert isinstance(first, serialize.Packed) and isinstance(second, serialize.Packed)
+    path = first.buffers[0][0]
+    assert second.buffers[0][0] == path
     del first, second
     gc.collect()
     assert not os.path.exists(path)
-    third = serialize.dumps_oob(array, store)  # a new segment: a snapshot taken now
+    third = serialize.dumps_oob([blob], store)
     assert isinstance(third, serialize.Packed) and third.buffers[0][0] != path
+
+
+def test_segments_kept_for_live_objects_go_first_when_the_limit_is_hit(
+    store: Any, tmp_path: Path
+) -> None:
+    """The limit is 8 MiB: two 3 MiB arrays are kept; a third write frees the older."""
+    arrays = [np.full(3 * MB // 8, float(i)) for i in range(3)]
+    packs = [serialize.dumps_oob(a, store) for a in arrays[:2]]
+    paths = [p.buffers[0][0] for p in packs if isinstance(p, serialize.Packed)]
+    del packs
+    gc.collect()
+    assert store.used() == 6 * MB and all(os.path.exists(p) for p in paths)
+    third = serialize.dumps_oob(arrays[2], store)
+    assert isinstance(third, serialize.Packed)
+    assert third.buffers[0][0].startswith("/dev/shm/"), "not spilled: a kept segment made room"
+    assert not os.path.exists(paths[0]), "the least recently used kept segment went"
+    assert os.path.exists(paths[1])
+    assert not list(tmp_path.iterdir())
+    # A kept segment still in use is not freed: it stays shared while it is used.
+    held = serialize.dumps_oob(arrays[1], store)
+    assert isinstance(held, serialize.Packed) and held.buffers[0][0] == paths[1]
+    big = serialize.dumps_oob(np.zeros(4 * MB // 8), store)
+    assert isinstance(big, serialize.Packed)
+    assert Path(big.buffers[0][0]).parent == tmp_path, "nothing kept could be freed: spilled"
+    assert os.path.exists(paths[1])
+    del third, held, big
+    gc.collect()
+    assert store.used() == 0
 
 
 def test_large_bytes_and_memoryviews_go_out_of_band(store: Any) -> None:

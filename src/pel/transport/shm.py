@@ -46,13 +46,12 @@ from __future__ import annotations
 import atexit
 import errno
 import fcntl
+import functools
 import itertools
 import mmap
 import os
-import secrets
 import struct
 import sys
-import tempfile
 import threading
 import weakref
 from dataclasses import dataclass
@@ -77,13 +76,18 @@ DEFAULT_THRESHOLD = 1 << 20
 DEFAULT_LIMIT_FRACTION = 0.5
 SHM_DIR = "/dev/shm"
 PREFIX = "pel-"
-_LEDGER = struct.Struct("<q")
+#: A ledger record: (pid of the process that wrote segments, bytes of them in /dev/shm).
+_RECORD = struct.Struct("<qq")
+#: write() errors that mean /dev/shm is full: spill instead.
+_FULL = (errno.ENOSPC, errno.ENOMEM, errno.EFBIG)
 #: One write() moves at most this much (Linux caps a write at ~2 GiB).
 _WRITE_CHUNK = 1 << 30
 
 
 def default_spill_dir() -> str:
     uid = os.getuid() if hasattr(os, "getuid") else 0
+    import tempfile  # here: workers import this module, and rarely spill
+
     return os.path.join(tempfile.gettempdir(), f"pel-spill-{uid}")
 
 
@@ -128,38 +132,97 @@ class StoreConfig:
 
 
 class _Ledger:
-    """Bytes of /dev/shm in use by one executor and its workers, shared through a file."""
+    """Bytes of /dev/shm in use by one executor and its workers, shared through a file.
+
+    The file is a table of ``(creator pid, bytes)`` records, one per process
+    holding segments it wrote; the total is their sum. Every change rewrites
+    one record in one ``pwrite`` under ``flock``, so a process killed at any
+    instant leaves each record as it was before or after its change, never a
+    total that no record explains. What a dead worker reserved and never
+    turned into a segment the owner reported (reserved but not created, half
+    written, written but not sent) is set right by :meth:`reset`: its record
+    becomes the size of the segments the owner adopted from it.
+    """
 
     def __init__(self, path: str) -> None:
         # Made by whichever process writes a segment first; empty reads as 0.
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         # flock excludes other processes only: threads of one process share the lock.
         # Reentrant: a Segment collected during an update frees itself from
-        # inside it (a cycle collected by an allocation here).
+        # inside it (a cycle collected by an allocation here); such nested
+        # releases wait in _deferred until the update is written.
         self._lock = threading.RLock()
+        self._depth = 0
+        self._deferred: list[tuple[int, int, bool]] = []
 
-    def _change(self, delta: int, limit: int | None) -> tuple[bool, int]:
+    def _records(self) -> list[list[int]]:
+        raw = os.pread(self.fd, os.fstat(self.fd).st_size, 0)
+        whole = len(raw) - len(raw) % _RECORD.size
+        return [list(r) for r in _RECORD.iter_unpack(raw[:whole])]
+
+    def _set(self, records: list[list[int]], pid: int, nbytes: int) -> None:
+        """Write ``pid``'s record: in place, in a free record (0 bytes), or appended."""
+        nbytes = max(0, nbytes)
+        index = next((i for i, r in enumerate(records) if r[0] == pid), None)
+        if index is not None:
+            records[index][1] = nbytes
+            os.pwrite(self.fd, _RECORD.pack(pid, nbytes)[8:], index * _RECORD.size + 8)
+            return
+        if nbytes == 0:
+            return
+        index = next((i for i, r in enumerate(records) if r[1] == 0), len(records))
+        if index == len(records):
+            records.append([pid, nbytes])
+        else:
+            records[index] = [pid, nbytes]
+        os.pwrite(self.fd, _RECORD.pack(pid, nbytes), index * _RECORD.size)
+
+    def _apply(self, records: list[list[int]], pid: int, delta: int, reset: bool) -> None:
+        held = next((r[1] for r in records if r[0] == pid), 0)
+        self._set(records, pid, delta if reset else held + delta)
+
+    def _change(
+        self, pid: int, delta: int, limit: int | None, reset: bool = False
+    ) -> tuple[bool, int]:
         with self._lock:
+            if self._depth:  # a finalizer run inside an update, in this thread
+                self._deferred.append((pid, delta, reset))
+                return True, 0
+            self._depth = 1
             fcntl.flock(self.fd, fcntl.LOCK_EX)
             try:
-                raw = os.pread(self.fd, _LEDGER.size, 0)
-                used = _LEDGER.unpack(raw)[0] if len(raw) == _LEDGER.size else 0
-                if limit is not None and used + delta > limit:
-                    return False, used
-                used = max(0, used + delta)
-                os.pwrite(self.fd, _LEDGER.pack(used), 0)
-                return True, used
+                records = self._records()
+                used = sum(r[1] for r in records)
+                ok = limit is None or used + delta <= limit
+                if ok:
+                    self._apply(records, pid, delta, reset)
+                while self._deferred:
+                    self._apply(records, *self._deferred.pop(0))
+                return ok, sum(r[1] for r in records) if ok else used
             finally:
                 fcntl.flock(self.fd, fcntl.LOCK_UN)
+                self._depth = 0
 
-    def reserve(self, nbytes: int, limit: int) -> tuple[bool, int]:
-        return self._change(nbytes, limit)
+    def reserve(self, pid: int, nbytes: int, limit: int) -> tuple[bool, int]:
+        """Count ``nbytes`` more for ``pid`` if the total stays within ``limit``."""
+        return self._change(pid, nbytes, limit)
 
-    def release(self, nbytes: int) -> None:
-        self._change(-nbytes, None)
+    def release(self, pid: int, nbytes: int) -> None:
+        self._change(pid, -nbytes, None)
+
+    def reset(self, pid: int, nbytes: int) -> None:
+        """Set what ``pid`` holds (the owner does, for a worker that is dead)."""
+        self._change(pid, nbytes, None, reset=True)
 
     def used(self) -> int:
-        return self._change(0, None)[1]
+        with self._lock:
+            if self._depth:  # inside an update in this thread: the lock is held
+                return sum(r[1] for r in self._records())
+            fcntl.flock(self.fd, fcntl.LOCK_SH)
+            try:
+                return sum(r[1] for r in self._records())
+            finally:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         os.close(self.fd)
@@ -285,6 +348,10 @@ class Store:
         self._segments: weakref.WeakValueDictionary[str, Segment] = weakref.WeakValueDictionary()
         #: Owner only: buffer identity -> (its exporter or a weakref to it, the segment).
         self._dedup: dict[tuple[int, int], tuple[Any, weakref.ref[Segment]]] = {}
+        #: Owner only: segments kept while their exporter lives, least recently used first.
+        self._kept: dict[tuple[int, int], Segment] = {}
+        #: Owner only: segments unlinked whose bytes are being given back to the ledger.
+        self._releasing: dict[str, int] = {}
         self._dedup_of: dict[str, tuple[int, int]] = {}
         self.closed = False
         if owner:
@@ -303,7 +370,7 @@ class Store:
             spill = os.fspath(spill_dir)
         config = StoreConfig(
             owner=os.getpid(),
-            token=secrets.token_hex(3),
+            token=os.urandom(3).hex(),
             threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
             limit=default_limit() if limit is None else limit,
             shm_dir=shm_dir(),
@@ -331,26 +398,29 @@ class Store:
         """Write one buffer to a new segment; return (path, bytes, in /dev/shm)."""
         nbytes = view.nbytes
         c = self.config
-        used = 0
-        if c.shm_dir is not None and self._ledger is not None:
-            ok, used = self._ledger.reserve(nbytes, c.limit)
+        ledger = self._ledger if c.shm_dir is not None else None
+        why = "there is no /dev/shm here"
+        while ledger is not None and c.shm_dir is not None:
+            ok, used = ledger.reserve(self._pid, nbytes, c.limit)
             if ok:
                 path = self._new_path(c.shm_dir)
                 try:
                     _write_file(path, view)
-                    return path, nbytes, True
-                except OSError as exc:
-                    self._ledger.release(nbytes)
-                    if exc.errno not in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG):
+                except BaseException as exc:
+                    ledger.release(self._pid, nbytes)
+                    if not isinstance(exc, OSError) or exc.errno not in _FULL:
                         raise
                     why = f"{c.shm_dir} is full ({exc.strerror})"
+                else:
+                    return path, nbytes, True
             else:
                 why = (
                     f"pel's shared-memory limit is {describe_size(c.limit)} (shm_limit) and "
                     f"{describe_size(used)} are in use"
                 )
-        else:
-            why = "there is no /dev/shm here"
+            # Before spilling, give up what is kept only for objects still alive.
+            if not self._let_go_of_one_kept():
+                break
         if c.spill_dir is None:
             raise SharedMemoryError(
                 f"cannot store a buffer of {describe_size(nbytes)} ({nbytes} bytes) in shared "
@@ -370,7 +440,7 @@ class Store:
                 size = _size(path)
                 ledger = self._ledger
                 if _unlink(path) and path.startswith(f"{c.shm_dir}/") and ledger is not None:
-                    ledger.release(size)
+                    ledger.release(self._pid, size)
 
     def segment(self, view: memoryview) -> Segment:
         """Owner: write a buffer and hold it in a new :class:`Segment`."""
@@ -409,11 +479,15 @@ class Store:
         return Packed(wire.data, wire.buffers, tuple(segments))
 
     def deduplicated(self, exporter: Any, view: memoryview) -> Segment:
-        """Owner: the segment for ``exporter``'s buffer, written once while it is in use.
+        """Owner: the segment for ``exporter``'s buffer, written once.
 
-        Keyed by identity, so no byte is hashed: the exporter is held (weakly when
-        it allows weak references) for as long as the segment lives, so its id
-        cannot be reused meanwhile.
+        Keyed by identity, so no byte is hashed. An exporter that allows weak
+        references (a numpy array) keeps its segment for as long as it lives:
+        the segment is held in ``_kept`` until a weak reference's callback says
+        the exporter died (and given up earlier, least recently used first,
+        when a write meets the limit). Any other exporter (``bytes``) is held
+        itself, so its id cannot be reused, for as long as the segment lives
+        for other reasons: a pending task, a ref, a mapping.
         """
         key = (id(exporter), view.nbytes)
         with self._lock:
@@ -423,15 +497,34 @@ class Store:
                 same = (held() if type(held) is weakref.ref else held) is exporter
                 seg = seg_ref()
                 if same and seg is not None:
+                    kept = self._kept.pop(key, None)
+                    if kept is not None:
+                        self._kept[key] = kept  # now the most recently used
                     return seg
             seg = self.segment(view)
             try:
-                held = weakref.ref(exporter)
+                held = weakref.ref(exporter, functools.partial(_forget, weakref.ref(self), key))
             except TypeError:
                 held = exporter
+            else:
+                self._kept[key] = seg
             self._dedup[key] = (held, weakref.ref(seg))
             self._dedup_of[seg.path] = key
             return seg
+
+    def _let_go_of_one_kept(self) -> bool:
+        """Stop keeping the least recently used segment kept for a live object.
+
+        It is freed now unless a task, ref or mapping still needs it (then it is
+        still shared while they do). False when nothing was kept.
+        """
+        with self._lock:
+            if not self._kept:
+                return False
+            key = next(iter(self._kept))
+            seg = self._kept.pop(key)
+        del seg  # freed here (its finalizer) if nothing else holds it
+        return True
 
     # -- freeing (owner) ------------------------------------------------------------
 
@@ -440,31 +533,58 @@ class Store:
             entry = self._owned.pop(path, None)
             key = self._dedup_of.pop(path, None)
             if key is not None:
-                self._dedup.pop(key, None)
-        if entry is None:
-            return
-        nbytes, in_shm = entry
-        if _unlink(path) and in_shm and self._ledger is not None:
-            self._ledger.release(nbytes)
+                found = self._dedup.get(key)
+                if found is not None and found[1]() is None:  # not a newer segment's
+                    del self._dedup[key]
+            if entry is None:
+                return
+            nbytes, in_shm = entry
+            ledger = self._ledger if in_shm else None
+            if ledger is not None:
+                self._releasing[path] = nbytes
+        # Outside the store's lock: a finalizer run by the garbage collector
+        # inside a ledger update (which holds the ledger's lock) takes the
+        # store's lock, so taking them in the other order could deadlock.
+        _unlink(path)
+        if ledger is not None:
+            ledger.release(_creator(path), nbytes)
+            with self._lock:
+                del self._releasing[path]
 
     def sweep_creator(self, pid: int | None) -> int:
-        """Owner: unlink the segments a (dead) worker wrote and never reported
-        (every worker's, with ``pid=None``)."""
+        """Owner: unlink the segments a dead worker wrote and never reported
+        (every worker's, with ``pid=None``), and make the ledger exact again.
+
+        Whatever instant the worker died at (after reserving, half way
+        through a write, before its result was sent), what it holds in the
+        ledger becomes the size of its segments the owner adopted.
+        """
         c = self.config
         prefix = f"{PREFIX}{c.owner}-{c.token}-" + ("" if pid is None else f"{pid}-")
         removed = 0
-        for directory in (c.shm_dir, c.spill_dir):
-            if directory is None:
-                continue
-            for name in _listdir(directory):
-                path = os.path.join(directory, name)
-                if not name.startswith(prefix) or name.endswith("-ledger") or path in self._owned:
+        with self._lock:
+            for directory in (c.shm_dir, c.spill_dir):
+                if directory is None:
                     continue
-                size = _size(path)
-                if _unlink(path):
-                    removed += 1
-                    if directory == c.shm_dir and self._ledger is not None:
-                        self._ledger.release(size)
+                for name in _listdir(directory):
+                    path = os.path.join(directory, name)
+                    if (
+                        not name.startswith(prefix)
+                        or name.endswith("-ledger")
+                        or path in self._owned
+                    ):
+                        continue
+                    if _unlink(path):
+                        removed += 1
+            ledger = self._ledger
+            if pid is not None and ledger is not None:
+                # Segments being freed right now count: their release follows.
+                adopted = sum(
+                    nbytes
+                    for path, (nbytes, in_shm) in self._owned.items()
+                    if in_shm and _creator(path) == pid
+                ) + sum(n for path, n in self._releasing.items() if _creator(path) == pid)
+                ledger.reset(pid, adopted)
         return removed
 
     def used(self) -> int:
@@ -483,6 +603,8 @@ class Store:
                 if self.closed:
                     return
                 owned = list(self._owned)
+            with self._lock:
+                self._kept.clear()
             for path in owned:
                 self._free(path)
             self.sweep_creator(None)
@@ -494,6 +616,25 @@ class Store:
             if self._ledger_made is not None:
                 self._ledger_made.close()
                 self._ledger_made = None
+
+
+def _forget(store_ref: weakref.ref[Store], key: tuple[int, int], held: Any) -> None:
+    """An exporter died: stop keeping its segment (a weak reference's callback)."""
+    store = store_ref()
+    if store is None:
+        return
+    with store._lock:
+        entry = store._dedup.get(key)
+        if entry is None or entry[0] is not held:
+            return
+        del store._dedup[key]
+        seg = store._kept.pop(key, None)
+    del seg  # freed here if nothing else holds it
+
+
+def _creator(path: str) -> int:
+    """The pid of the process that wrote a segment, from its name."""
+    return int(os.path.basename(path).split("-")[3])
 
 
 def _listdir(directory: str) -> list[str]:
