@@ -160,6 +160,10 @@ def lost_error(
     return WorkerCrashedError(
         f"task {name!r} took its worker process down on {tries} (the last, pid {pid}, "
         f"{how}); retries={retries} are used up. The other tasks on those workers were "
-        f"run again.",
+        f"run again. What the worker printed as it died (a fatal Python error, a C "
+        f"extension's message) is on this program's stderr, which workers share. If the "
+        f"crash comes and goes, allow more attempts (pel.Executor(retries=...) or "
+        f"@pel.task(retries=...)); if every attempt crashes, the task itself ends its "
+        f"process: call it in a plain Python process to debug it.",
         exitcode,
     )

@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from pel import _errors as pel_errors
 from pel.backends import base
 from pel.backends.base import describe_exit
 
@@ -42,3 +43,26 @@ def test_pels_own_reason_replaces_the_guess() -> None:
 def test_total_memory_is_known_here() -> None:
     total = base._total_memory()
     assert total is not None and total > 0
+
+
+def test_a_probable_oom_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(base, "_total_memory", lambda: 16 * GIB)
+    text = describe_exit(-9, peak_rss=6 * GIB)
+    assert "less memory per task" in text
+    assert "max_workers=" in text and "worker_memory_limit=" in text
+
+
+def test_worker_crashed_error_says_what_happened_and_what_to_do() -> None:
+    from pel._settle import lost_error
+    from pel.backends.base import Exited
+    from pel.scheduler import Lost
+
+    err = lost_error("step", Lost(0, 1, False, 4), None, 3, 0, Exited(0, 7, pid=123))
+    assert isinstance(err, pel_errors.WorkerCrashedError) and err.exitcode == 7
+    text = str(err)
+    # What happened...
+    assert "took its worker process down on 4 attempts" in text
+    assert "pid 123, exited with code 7" in text and "retries=3 are used up" in text
+    # ...and what to do: where the worker's last words went, and how to allow more attempts.
+    assert "stderr" in text
+    assert "pel.Executor(retries=...)" in text and "@pel.task(retries=...)" in text

@@ -250,7 +250,11 @@ def run_chunk(
     errors, seconds)``: a result per item (``None`` where the item failed),
     the failures as ``(index, error)`` with their tracebacks as cause, or
     ``None``, and the time it took, from which ``map`` tunes its chunk size.
-    An item that raises one of ``retry_on`` is run again here, after a backoff.
+    An item that raises one of ``retry_on`` is run again here, after a backoff
+    waited in this worker (the items after it wait too). Its jitter is its
+    own: a random number drawn per chunk plus the item's place in it, so
+    items that failed together, in this chunk or in others, do not retry
+    together.
     The loop is C's: ``list.extend`` keeps what it appended before an
     exception, and carries on from the next item.
     """
@@ -258,6 +262,7 @@ def run_chunk(
     start = time.perf_counter()
     results: list[Any] = []
     errors: list[tuple[int, BaseException]] | None = None
+    salt: int | None = None  # drawn at the first retry: this chunk's jitter
     count = len(items)
     while len(results) < count:
         done = len(results)
@@ -266,7 +271,9 @@ def run_chunk(
             results.extend(starmap(fn, rest) if star else map(fn, rest))
         except Exception as exc:
             index = len(results)
-            ok, value = _retry_item(fn, items[index], star, retry, exc)
+            if retry is not None and salt is None:
+                salt = int.from_bytes(os.urandom(4), "little")  # not random: an import
+            ok, value = _retry_item(fn, items[index], star, retry, exc, (salt or 0) + index)
             if not ok:
                 if errors is None:
                     errors = []
@@ -281,7 +288,12 @@ RetrySpec = tuple[int, tuple[type[BaseException], ...], float]
 
 
 def _retry_item(
-    fn: Callable[..., Any], item: Any, star: bool, retry: RetrySpec | None, error: Exception
+    fn: Callable[..., Any],
+    item: Any,
+    star: bool,
+    retry: RetrySpec | None,
+    error: Exception,
+    jitter_key: int,
 ) -> tuple[bool, Any]:
     if retry is None:
         return False, error
@@ -289,7 +301,7 @@ def _retry_item(
     for attempt in range(1, retries + 1):
         if not isinstance(error, retry_on):
             break
-        time.sleep(policy.retry_delay(first_delay, attempt, 0))
+        time.sleep(policy.retry_delay(first_delay, attempt, jitter_key))
         try:
             return True, fn(*item) if star else fn(item)
         except Exception as again:
@@ -328,7 +340,9 @@ def describe_exit(exitcode: int | None, peak_rss: int | None = None, cause: str 
             if sig == signal.SIGKILL and peak_rss and _is_large(peak_rss) and not cause:
                 hint = (
                     f" (probably the out-of-memory killer: it was seen using "
-                    f"{_gib(peak_rss)} of this machine's {_gib(_total_memory() or 0)})"
+                    f"{_gib(peak_rss)} of this machine's {_gib(_total_memory() or 0)}; use "
+                    f"less memory per task, run fewer workers (max_workers=), or set "
+                    f"worker_memory_limit= so pel retires a worker before the kernel kills it)"
                 )
             how = f"was killed by {sig.name}{hint}"
     if cause:
