@@ -20,7 +20,7 @@ import sys
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Literal, TypeVar
 
 from . import _arguments, _refs
@@ -264,7 +264,7 @@ class Executor(concurrent.futures.Executor):
             if self._shutdown or self._runtime.broken is not None:
                 self._check_open()
             future: Future[R] = Future(self._runtime, next(self._keys), name)
-            self._runtime.submit_one(Record(future, prepared, payload, deps))
+            self._runtime.submit(Record(future, prepared, payload, deps))
         return future
 
     def _submit_first(
@@ -289,7 +289,7 @@ class Executor(concurrent.futures.Executor):
         with self._lock:
             self._check_open()
             future: Future[R] = Future(self._runtime, next(self._keys), name)
-            self._runtime.submit_one(Record(future, prepared, payload, deps))
+            self._runtime.submit(Record(future, prepared, payload, deps))
         return future
 
     def _policy_for(self, options: TaskOptions | None) -> TaskPolicy:
@@ -325,7 +325,7 @@ class Executor(concurrent.futures.Executor):
 
     def _encode(
         self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[Any, list[Future[Any]]]:
+    ) -> tuple[Any, Sequence[Future[Any]]]:
         store = self._backend.store
         if not self._backend.pickles:
             if _refs.made:  # an ObjectRef stands for its object: put it in place
@@ -339,7 +339,7 @@ class Executor(concurrent.futures.Executor):
             not kwargs or Future not in map(type, kwargs.values())
         ):
             try:
-                return serialize.dumps_oob((args, kwargs), store), []
+                return serialize.dumps_oob((args, kwargs), store), ()
             except FutureFoundError:
                 pass  # the call has futures in it: find them, then pickle again
             except SharedMemoryError:
@@ -420,7 +420,7 @@ class Executor(concurrent.futures.Executor):
             with self._lock:
                 self._check_open()
                 future: Future[Any] = Future(self._runtime, next(self._keys), f"{name}[map]")
-                self._runtime.submit_one(Record(future, prepared, payload, [], len(chunk[1])))
+                self._runtime.submit(Record(future, prepared, payload, (), len(chunk[1])))
             return future
 
         run = MapRun(submit_chunk, iterables, self._max_workers, timeout, chunksize, ordered)

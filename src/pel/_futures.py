@@ -134,6 +134,8 @@ class Future(concurrent.futures.Future[R]):
         try:
             with self._condition:
                 if self._state == FINISHED:
+                    if self._exception is None:
+                        return self._result  # type: ignore[return-value]
                     return self._outcome()
                 if self._state in (CANCELLED, CANCELLED_AND_NOTIFIED):
                     raise CancelledError()
@@ -157,7 +159,19 @@ class Future(concurrent.futures.Future[R]):
             raise TimeoutError()
 
     def set_result(self, result: R) -> None:
-        self._finish(result, None, failed=False)
+        # _finish, written out: once per task, on the runtime thread.
+        with self._condition:
+            if self._state in _SETTLED:
+                raise InvalidStateError(f"{self._state}: {self!r}")
+            self._result = result
+            self._state = FINISHED
+            if self._waiter_list:
+                for waiter in self._waiter_list:
+                    waiter.add_result(self)
+            if self._wakeups:
+                self._wake_all()
+        if self._done_callbacks:
+            self._invoke_callbacks()
 
     def set_exception(self, exception: BaseException | None) -> None:
         self._finish(None, exception, failed=True)
@@ -176,6 +190,20 @@ class Future(concurrent.futures.Future[R]):
                     waiter.add_result(self)
             self._wake_all()
         self._invoke_callbacks()
+
+    def set_running_or_notify_cancel(self) -> bool:
+        """As ``concurrent.futures`` does it (called once per task sent)."""
+        with self._condition:
+            if self._state == PENDING:
+                self._state = RUNNING
+                return True
+            if self._state == CANCELLED:
+                self._state = CANCELLED_AND_NOTIFIED
+                for waiter in self._waiter_list or ():
+                    waiter.add_cancelled(self)
+                return False
+        _LOGGER.critical("Future %s in unexpected state: %s", id(self), self._state)
+        raise RuntimeError("Future in unexpected state")
 
     def cancel(self) -> bool:
         """Cancel the task, even while it runs; the tasks depending on it are

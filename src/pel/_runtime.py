@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import InvalidStateError
 from typing import Any, NamedTuple
 
@@ -110,12 +110,13 @@ class Record:
         future: Future[Any],
         task: Prepared,
         payload: Any,
-        deps: list[Future[Any]],
+        deps: Sequence[Future[Any]],
         items: int = 0,
     ) -> None:
         self.future = future
         self.task = task
         self.payload = payload
+        #: The futures it waits for; an empty tuple (shared, not a new list) if none.
         self.deps = deps
         #: Items in a map chunk; 0 for a single call.
         self.items = items
@@ -142,7 +143,9 @@ class Runtime:
         #: Pickled results kept for dependents still to be sent (processes only);
         #: a ``Packed`` one holds its shared-memory segments alive meanwhile.
         self._raw: dict[int, Any] = {}
-        self._inbox: deque[tuple[str, Any]] = deque()
+        #: Submitted records as they are (one per task: no wrapping tuple to
+        #: make), everything else as (kind, item).
+        self._inbox: deque[Record | tuple[str, Any]] = deque()
         self._wake_pending = False
         self._closing = False
         self._close_requested = False
@@ -169,15 +172,15 @@ class Runtime:
     def broken(self) -> str | None:
         return self._broken
 
-    def submit(self, records: list[Record]) -> None:
+    def submit(self, record: Record) -> None:
         if not self._started:
             self._start()
-        self._post("submit", records)
-
-    def submit_one(self, record: Record) -> None:
-        if not self._started:
-            self._start()
-        self._post("submit", (record,))
+        self._inbox.append(record)
+        if self._backend.synchronous:
+            self._pump()
+        elif not self._wake_pending:
+            self._wake_pending = True
+            self._backend.wakeup()
 
     def notify_cancelled(self, future: Future[Any]) -> None:
         self._post("cancel", future)
@@ -300,17 +303,25 @@ class Runtime:
         self._unsent.clear()
         cancelled: list[Future[Any]] = []
         inbox = self._inbox
+        submitted: list[Record] = []
         while inbox:
-            kind, item = inbox.popleft()
-            if kind == "submit":
-                self._accept(item, events, now)
-            elif kind == "cancel":
+            entry = inbox.popleft()
+            if isinstance(entry, Record):
+                submitted.append(entry)
+                continue
+            if submitted:  # in order: a close must see the tasks submitted before it
+                self._accept(submitted, events, now)
+                submitted = []
+            kind, item = entry
+            if kind == "cancel":
                 cancelled.append(item)
             elif kind == "joined":
                 events.append(WorkerJoined(item, now))
             else:
                 cancel_futures, kill = item
                 self._begin_close(cancel_futures, kill, events, now)
+        if submitted:
+            self._accept(submitted, events, now)
         deferred: list[int] = []
         for report in reports:
             self._absorb(report, events, deferred, now)
@@ -511,7 +522,9 @@ class Runtime:
                     record = records.get(key)
                     if record is None:
                         continue
-                    if not claim(record.future):
+                    future = record.future
+                    # claim(future), inlined: this runs once per task sent.
+                    if future._state != RUNNING and not future.set_running_or_notify_cancel():
                         # Cancelled meanwhile: handed back to the scheduler
                         # next turn, before its Cancelled event.
                         self._unsent.setdefault(ins.worker, []).append(key)
@@ -630,11 +643,11 @@ class Runtime:
                     serialize.dumps_oob(chunk, self._backend.store)
                     if self._backend.pickles
                     else chunk,
-                    [],
+                    (),
                     len(part),
                 )
             )
         for half in halves:
             half.flags |= ISOLATE  # a crash of one is known to be its own
         join_halves(parent, (halves[0].future, middle), (halves[1].future, len(items) - middle))
-        self._inbox.append(("submit", halves))
+        self._inbox.extend(halves)
