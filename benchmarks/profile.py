@@ -1,17 +1,16 @@
 """Where pel's time goes: the profiles docs/benchmarks.md quotes.
 
     python -m benchmarks.profile tasks     # per-function CPU per task of W1 (needs yappi)
-    python -m benchmarks.profile startup   # import time, first and second worker start
+    python -m benchmarks.profile startup   # W8's pieces: imports, start + first task, shutdown
 
 ``tasks`` profiles both of the parent's threads (the caller and pel's runtime
 thread) with yappi's CPU clock; yappi slows everything several times, so read
-the shares, not the microseconds. ``startup`` times the pieces of W8.
+the shares, not the microseconds. ``startup`` times the pieces of W8 under each start method.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 
 TASKS = 50_000
 
@@ -44,24 +43,51 @@ def profile_tasks(top: int) -> None:
         print(f"{s.tsub / total:6.1%} {per_task:8.2f} {s.ncall:8d}  {s.full_name[-70:]}")
 
 
-def profile_startup() -> None:
-    start = time.perf_counter()
-    from pel.backends.base import BackendOptions
-    from pel.backends.processes.pool import ProcessesBackend
+_STARTUP = """
+import time
+t0 = time.perf_counter()
+import pel
+t1 = time.perf_counter()
+import pel._executor, pel.backends.processes.pool
+t2 = time.perf_counter()
+ex = pel.Executor(2, mp_context={context})
+ex.submit(abs, 1).result()
+t3 = time.perf_counter()
+ex.shutdown()
+t4 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2, t4 - t3)
+"""
 
-    imported = time.perf_counter()
-    backend = ProcessesBackend(BackendOptions(2))
-    backend.start_worker()
-    first = time.perf_counter()
-    backend.start_worker()
-    second = time.perf_counter()
-    backend.close(kill=False)
-    closed = time.perf_counter()
+
+def profile_startup(repeats: int = 5) -> None:
+    """W8's pieces, each start method in fresh interpreters; medians."""
+    import statistics
+    import subprocess
+    import sys
+
     print(
-        f"import pel's processes backend {imported - start:.3f} s; first worker (starts the "
-        f"forkserver) {first - imported:.3f} s; second worker {second - first:.3f} s; "
-        f"close {closed - second:.3f} s"
+        f"{'start method':<28} {'import pel':>10} {'import rest':>11} {'start+1 task':>12} "
+        f"{'shutdown':>9}   (medians of {repeats} fresh `python -c`, seconds)"
     )
+    for label, context in [
+        ("pel's fork server (default)", "None"),
+        ("multiprocessing forkserver", "'forkserver'"),
+        ("multiprocessing spawn", "'spawn'"),
+    ]:
+        runs = []
+        for _ in range(repeats):
+            out = subprocess.run(
+                [sys.executable, "-c", _STARTUP.format(context=context)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            runs.append([float(x) for x in out.split()])
+        medians = [statistics.median(column) for column in zip(*runs, strict=True)]
+        widths = (10, 11, 12, 9)
+        print(
+            f"{label:<28} " + " ".join(f"{m:>{w}.3f}" for m, w in zip(medians, widths, strict=True))
+        )
 
 
 def main() -> None:

@@ -129,7 +129,7 @@ class Pel(System):
     name = label = "pel"
     module = "pel"
     distributions = ("pel", "cloudpickle")
-    notes = "pel.Executor(N), default backend (processes, forkserver)"
+    notes = "pel.Executor(N), default backend (processes, pel's fork server)"
 
     def start(self, n: int) -> None:
         import pel

@@ -8,34 +8,53 @@ with pel.Executor() as ex:                 # one worker process per core
     total = ex.submit(combine, [ex.submit(load, p) for p in paths])  # a task graph
 """
 
-from typing import TYPE_CHECKING, Any
-
-from ._errors import (
-    CycleError,
-    DependencyError,
-    ExecutorShutdownError,
-    ForeignFutureError,
-    OptionError,
-    PelError,
-    RemoteTraceback,
-    SerializationError,
-    SharedMemoryError,
-    TaskTimeoutError,
-    WorkerCrashedError,
-)
-from ._task import TaskFunction, TaskOptions, task
-
+TYPE_CHECKING = False  # not typing's: importing typing costs workers' start-up time
 if TYPE_CHECKING:
+    from ._errors import (
+        CycleError,
+        DependencyError,
+        ExecutorShutdownError,
+        ForeignFutureError,
+        OptionError,
+        PelError,
+        RemoteTraceback,
+        SerializationError,
+        SharedMemoryError,
+        TaskTimeoutError,
+        WorkerCrashedError,
+    )
     from ._executor import Executor
     from ._futures import Future
     from ._refs import ObjectRef
+    from ._task import TaskFunction, TaskOptions, task
 
-#: Loaded on first use, so a worker process, which imports ``pel`` to reach
-#: its own modules, does not pay for the executor, runtime and scheduler.
-_LAZY = {"Executor": "._executor", "Future": "._futures", "ObjectRef": "._refs"}
+#: Every public name is loaded on first use: a worker process imports ``pel``
+#: to reach its own modules, and its start-up time is what a user waits for.
+_ERRORS = (
+    "CycleError",
+    "DependencyError",
+    "ExecutorShutdownError",
+    "ForeignFutureError",
+    "OptionError",
+    "PelError",
+    "RemoteTraceback",
+    "SerializationError",
+    "SharedMemoryError",
+    "TaskTimeoutError",
+    "WorkerCrashedError",
+)
+_LAZY = {
+    **dict.fromkeys(_ERRORS, "._errors"),
+    "Executor": "._executor",
+    "Future": "._futures",
+    "ObjectRef": "._refs",
+    "TaskFunction": "._task",
+    "TaskOptions": "._task",
+    "task": "._task",
+}
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'pel' has no attribute {name!r}")

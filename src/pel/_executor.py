@@ -121,7 +121,7 @@ class Executor(concurrent.futures.Executor):
     ``min(32, cores + 4)`` for threads, 1 for inline). ``backend``:
     ``"processes"`` (default), ``"threads"`` or ``"inline"``. ``mp_context``:
     a multiprocessing context or start-method name for the processes backend
-    (default forkserver on Linux, spawn elsewhere). ``initializer(*initargs)``
+    (default: pel's own fork server on Linux, spawn elsewhere). ``initializer(*initargs)``
     runs once in each worker as it starts.
 
     Failure handling, the defaults of every task (a task's own options, set

@@ -5,7 +5,7 @@ prints its worker pids as one JSON line, and (where the test must look at the
 processes before the script goes on) waits for a line on stdin. The test then
 ends the script the way the scenario says and checks, with a deadline, that
 every worker is gone, and with it every other process the script started
-(the forkserver). The /dev/shm check is the autouse fixture of conftest.py.
+(pel's fork server). The /dev/shm check is the autouse fixture of conftest.py.
 """
 
 from __future__ import annotations
@@ -91,10 +91,11 @@ def children_of(pid: int) -> list[int]:
 
 
 def is_ours(pid: int) -> bool:
-    """Still a multiprocessing child process (so pid reuse cannot fool a cleanup)."""
+    """Still a worker or pel's fork server (so pid reuse cannot fool a cleanup)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"multiprocessing" in f.read()
+            cmdline = f.read()
+        return b"pel.backends.processes.zygote" in cmdline or b"multiprocessing" in cmdline
     except OSError:
         return False
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
-from .._errors import OptionError
-from .base import Backend
+TYPE_CHECKING = False  # not typing's: worker processes import this package
+if TYPE_CHECKING:
+    from .base import Backend
 
 __all__ = ["BACKENDS", "Backend", "load_backend"]
 
@@ -18,9 +18,19 @@ BACKENDS = {
 }
 
 
+def __getattr__(name: str) -> object:
+    if name == "Backend":  # loaded on first use, like the backends themselves
+        from .base import Backend
+
+        return Backend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def load_backend(name: str) -> type[Backend]:
     if not isinstance(name, str) or name not in BACKENDS:
+        from .._errors import OptionError
+
         raise OptionError(f"unknown backend {name!r}; choose one of {', '.join(sorted(BACKENDS))}")
     module_name, _, class_name = BACKENDS[name].partition(":")
-    cls: Any = getattr(importlib.import_module(module_name), class_name)
-    return cls  # type: ignore[no-any-return]
+    cls: type[Backend] = getattr(importlib.import_module(module_name), class_name)
+    return cls

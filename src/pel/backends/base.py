@@ -22,7 +22,6 @@ from typing import Any, ClassVar
 
 from .._arguments import substitute
 from .._errors import RemoteTraceback
-from ..scheduler import policy
 
 __all__ = [
     "ISOLATE",
@@ -301,7 +300,9 @@ def _retry_item(
     for attempt in range(1, retries + 1):
         if not isinstance(error, retry_on):
             break
-        time.sleep(policy.retry_delay(first_delay, attempt, jitter_key))
+        from ..scheduler.policy import retry_delay  # not at the top: workers import this module
+
+        time.sleep(retry_delay(first_delay, attempt, jitter_key))
         try:
             return True, fn(*item) if star else fn(item)
         except Exception as again:

@@ -1,7 +1,10 @@
-"""Length-prefixed frames over a pipe, and the messages both ends exchange.
+"""Length-prefixed frames over a pipe, the messages both ends exchange, and
+the little else both ends share.
 
 A frame is an 8-byte little-endian length and that many bytes of pickle.
-Parent to worker: ``(RUN, functions, forget, calls)``, ``(STEAL, count)``,
+Parent to worker: first the worker's configuration, untagged: ``(initializer,
+initargs, max_tasks, memory_limit, store_config)``; then ``(RUN, functions,
+forget, calls)``, ``(STEAL, count)``,
 ``(DROP, keys)``, ``(STOP,)``. Worker to parent: ``(DONE, results)``,
 ``(RETURNED, keys)`` (answering STEAL), ``(DROPPED, keys)``, ``(STARTED, key)``
 (a call flagged TIMED began), ``(RETIRING, keys)`` (it leaves, handing these
@@ -10,6 +13,7 @@ back), ``(READY,)`` (started: its initializer ran), ``(INIT_FAILED, text)``.
 
 from __future__ import annotations
 
+import os
 import struct
 
 RUN, STEAL, STOP, DROP = 1, 2, 3, 4
@@ -21,6 +25,22 @@ HEADER_SIZE = _HEADER.size
 
 def frame(payload: bytes) -> bytes:
     return _HEADER.pack(len(payload)) + payload
+
+
+def read_frame(fd: int) -> bytes:
+    """Read one whole frame from a blocking fd, and nothing past it."""
+
+    def exactly(size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            more = os.read(fd, size - len(data))
+            if not more:
+                raise EOFError("the other end closed the pipe")
+            data += more
+        return data
+
+    (size,) = _HEADER.unpack(exactly(HEADER_SIZE))
+    return exactly(size)
 
 
 class FrameReader:
@@ -50,3 +70,15 @@ class FrameReader:
 
     def pending(self) -> int:
         return len(self._buffer)
+
+
+def resident_bytes(pid: int | str = "self") -> int | None:
+    """Resident memory of a process now (Linux), else None."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE_SIZE
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096

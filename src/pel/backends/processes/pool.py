@@ -9,14 +9,15 @@ middle of a call is killed (past the limit itself, it retires after the call).
 
 from __future__ import annotations
 
-import multiprocessing
+import functools
 import os
 import pickle
 import selectors
 import sys
 import time
 from collections import OrderedDict
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..._errors import OptionError
 from ...transport import serialize
@@ -32,7 +33,6 @@ from ..base import (
     Report,
     StartedCall,
 )
-from . import worker as worker_module
 from .channel import (
     DONE,
     DROP,
@@ -47,7 +47,12 @@ from .channel import (
     STOP,
     FrameReader,
     frame,
+    resident_bytes,
 )
+from .zygote import Launcher, WorkerProcess
+
+if TYPE_CHECKING:
+    from multiprocessing.context import BaseContext
 
 __all__ = ["ProcessesBackend", "default_context"]
 
@@ -61,18 +66,22 @@ SAMPLE_SECONDS = 0.1
 MEMORY_KILL_FACTOR = 1.5
 
 
-def default_context() -> multiprocessing.context.BaseContext:
-    """forkserver on Linux (fork is unsafe with threads), spawn elsewhere."""
+def default_context() -> BaseContext | None:
+    """None on Linux: pel's own fork server (:mod:`.zygote`); spawn elsewhere."""
     if sys.platform.startswith("linux"):
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["__main__", worker_module.__name__])
-        return ctx
+        return None
+    import multiprocessing
+
     return multiprocessing.get_context("spawn")
 
 
-def _resolve_context(mp_context: Any) -> multiprocessing.context.BaseContext:
+def _resolve_context(mp_context: Any) -> BaseContext | None:
     if mp_context is None:
         return default_context()
+    # Imported only here: pel's own fork server does not need it (~3 ms).
+    import multiprocessing
+    import multiprocessing.context
+
     if isinstance(mp_context, str):
         try:
             return multiprocessing.get_context(mp_context)
@@ -85,12 +94,49 @@ def _resolve_context(mp_context: Any) -> multiprocessing.context.BaseContext:
     )
 
 
+class _MpProcess:
+    """A ``multiprocessing.Process`` seen through :class:`.zygote.WorkerProcess`'s
+    interface, so the pool handles both alike."""
+
+    __slots__ = ("_process",)
+
+    def __init__(self, process: Any) -> None:
+        self._process = process
+
+    @property
+    def pid(self) -> int | None:
+        pid: int | None = self._process.pid
+        return pid
+
+    known_pid = pid
+    failure = ""
+
+    @property
+    def sentinel(self) -> int:
+        sentinel: int = self._process.sentinel
+        return sentinel
+
+    @property
+    def exitcode(self) -> int | None:
+        code: int | None = self._process.exitcode
+        return code
+
+    def join(self, timeout: float | None = None) -> None:
+        self._process.join(timeout)
+
+    def kill(self) -> None:
+        self._process.kill()
+
+    def close(self) -> None:
+        self._process.close()
+
+
 class _WorkerHandle:
     """The parent's view of one worker process."""
 
     __slots__ = (
         "cause",
-        "conns",
+        "closers",
         "detail",
         "fd_in",
         "fd_out",
@@ -107,12 +153,19 @@ class _WorkerHandle:
         "uses",
     )
 
-    def __init__(self, worker_id: int, process: Any, fd_out: int, fd_in: int, conns: Any) -> None:
+    def __init__(
+        self,
+        worker_id: int,
+        process: WorkerProcess | _MpProcess,
+        fd_out: int,
+        fd_in: int,
+        closers: tuple[Callable[[], None], ...],
+    ) -> None:
         self.id = worker_id
         self.process = process
         self.fd_out = fd_out  # parent writes calls here
         self.fd_in = fd_in  # parent reads results here
-        self.conns = conns  # keeps the fds' owners alive
+        self.closers = closers  # close the two fds
         self.outbox: list[memoryview] = []
         self.reader = FrameReader()
         self.functions: OrderedDict[int, None] = OrderedDict()
@@ -136,6 +189,7 @@ class ProcessesBackend(Backend):
     def __init__(self, options: BackendOptions) -> None:
         super().__init__(options)
         self._ctx = _resolve_context(options.mp_context)
+        self._launcher = Launcher()
         self._init_blob = (
             serialize.dumps_function(options.initializer) if options.initializer else None
         )
@@ -154,37 +208,55 @@ class ProcessesBackend(Backend):
     # -- workers ------------------------------------------------------------------
 
     def start_worker(self) -> int:
-        child_in, parent_out = self._ctx.Pipe(duplex=False)
-        parent_in, child_out = self._ctx.Pipe(duplex=False)
-        process = self._ctx.Process(  # type: ignore[attr-defined]
-            target=worker_module.main,
-            args=(
-                child_in,
-                child_out,
-                self._init_blob,
-                self._initargs_blob,
-                self.options.max_tasks_per_worker,
-                self.options.worker_memory_limit,
-                self.store.config,
-            ),
-            name=f"pel-worker-{self._next_id}",
+        config = (
+            self._init_blob,
+            self._initargs_blob,
+            self.options.max_tasks_per_worker,
+            self.options.worker_memory_limit,
+            self.store.config,
         )
-        process.start()
-        child_in.close()
-        child_out.close()
-        handle = _WorkerHandle(
-            self._next_id, process, parent_out.fileno(), parent_in.fileno(), (parent_out, parent_in)
-        )
+        process: WorkerProcess | _MpProcess
+        if self._ctx is None:
+            child_in, fd_out = os.pipe()
+            fd_in, child_out = os.pipe()
+            try:
+                process = self._launcher.launch(child_in, child_out)
+            finally:
+                os.close(child_in)
+                os.close(child_out)
+            closers: tuple[Callable[[], None], ...] = (
+                functools.partial(os.close, fd_out),
+                functools.partial(os.close, fd_in),
+            )
+        else:
+            child_conn_in, parent_out = self._ctx.Pipe(duplex=False)
+            parent_in, child_conn_out = self._ctx.Pipe(duplex=False)
+            from .worker import mp_main
+
+            mp_process = self._ctx.Process(  # type: ignore[attr-defined]
+                target=mp_main,
+                args=(child_conn_in, child_conn_out),
+                name=f"pel-worker-{self._next_id}",
+            )
+            mp_process.start()
+            child_conn_in.close()
+            child_conn_out.close()
+            process = _MpProcess(mp_process)
+            fd_out, fd_in = parent_out.fileno(), parent_in.fileno()
+            closers = (parent_out.close, parent_in.close)
+        handle = _WorkerHandle(self._next_id, process, fd_out, fd_in, closers)
         self._next_id += 1
         os.set_blocking(handle.fd_out, False)
         os.set_blocking(handle.fd_in, False)
         self._workers[handle.id] = handle
         self._selector.register(handle.fd_in, selectors.EVENT_READ, (handle, "results"))
         self._selector.register(process.sentinel, selectors.EVENT_READ, (handle, "sentinel"))
+        self._post(handle, config)  # the first frame a worker reads
         return handle.id
 
     def worker_pids(self) -> list[int]:
-        return [h.process.pid for h in self._workers.values() if h.process.pid is not None]
+        pids = [h.process.pid for h in list(self._workers.values())]
+        return [pid for pid in pids if pid is not None]
 
     # -- sending ------------------------------------------------------------------
 
@@ -317,9 +389,10 @@ class ProcessesBackend(Backend):
         self._sampled = time.monotonic()
         limit = self.options.worker_memory_limit
         for handle in self._workers.values():
-            if not handle.in_flight or handle.process.pid is None:
+            pid = handle.process.known_pid
+            if not handle.in_flight or pid is None:
                 continue
-            rss = worker_module.resident_bytes(handle.process.pid)
+            rss = resident_bytes(pid)
             if rss is None:
                 continue
             if handle.peak_rss is None or rss > handle.peak_rss:
@@ -380,7 +453,7 @@ class ProcessesBackend(Backend):
                 handle.id,
                 handle.process.exitcode,
                 handle.process.pid,
-                handle.detail,
+                handle.detail or handle.process.failure,
                 handle.peak_rss,
                 handle.cause,
                 # One pel killed did not fail to start.
@@ -396,8 +469,8 @@ class ProcessesBackend(Backend):
                 self._selector.unregister(fd)
             except (KeyError, ValueError):
                 pass
-        for conn in handle.conns:
-            conn.close()
+        for close in handle.closers:
+            close()
 
     def wakeup(self) -> None:
         if self._closed:
@@ -428,6 +501,7 @@ class ProcessesBackend(Backend):
                 handle.process.join()
             self._forget_worker(handle)
             handle.process.close()
+        self._launcher.close()
         self._selector.close()
         os.close(self._wake_r)
         os.close(self._wake_w)

@@ -19,7 +19,7 @@ sends its results, hands back the calls it has not started, and exits.
 
 SIGINT is ignored: Ctrl-C in a terminal reaches the whole process group, and
 it is the parent's to act on. On Linux the worker also asks to be killed when
-its parent dies (under forkserver, the server, which exits when the parent
+its parent dies (the fork server, which exits when the executor's process
 does), so a killed parent leaves no worker behind.
 """
 
@@ -40,7 +40,7 @@ from typing import Any
 from ..._arguments import set_dep_values
 from ..._errors import SharedMemoryError
 from ...transport import serialize
-from ...transport.shm import Store, StoreConfig
+from ...transport.shm import Store
 from ..base import ISOLATE, TIMED, remote_error, run_chunk
 from .channel import (
     DONE,
@@ -56,6 +56,8 @@ from .channel import (
     STOP,
     FrameReader,
     frame,
+    read_frame,
+    resident_bytes,
 )
 
 FLUSH_SECONDS = 0.002
@@ -98,18 +100,6 @@ def _release_forkserver() -> None:
         server._forkserver_alive_fd = None
         server._forkserver_address = None
         server._forkserver_pid = None
-
-
-def resident_bytes(pid: int | str = "self") -> int | None:
-    """Resident memory of a process now (Linux), else None."""
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as f:
-            return int(f.read().split()[1]) * _PAGE_SIZE
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -354,20 +344,22 @@ class _Worker:
         )
 
 
-def main(
-    read_conn: Any,
-    write_conn: Any,
-    initializer: bytes | None,
-    initargs: bytes | None,
-    max_tasks: int | None = None,
-    memory_limit: int | None = None,
-    store_config: StoreConfig | None = None,
-) -> None:
-    """Entry point of a worker process (the ``target`` of its Process)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def mp_main(read_conn: Any, write_conn: Any) -> None:
+    """Entry point under a ``multiprocessing`` context (the Process target)."""
     _release_forkserver()
+    main(read_conn.fileno(), write_conn.fileno())
+
+
+def main(read_fd: int, write_fd: int) -> None:
+    """Entry point of a worker process: the first frame is its configuration,
+    ``(initializer, initargs, max_tasks, memory_limit, store_config)``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
-    read_fd, write_fd = read_conn.fileno(), write_conn.fileno()
+    try:
+        config = pickle.loads(read_frame(read_fd))
+    except EOFError:
+        os._exit(0)  # the executor closed before this worker got going
+    initializer, initargs, max_tasks, memory_limit, store_config = config
     if initializer is not None:
         try:
             init = pickle.loads(initializer)

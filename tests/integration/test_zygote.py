@@ -1,0 +1,135 @@
+"""pel's fork server (``backends/processes/zygote.py``), the default on Linux.
+
+Each case runs a real program in a subprocess, since what matters is how a
+script, a ``python -m`` module and an unguarded script are imported by the
+server, and that nothing is left running afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import pel
+from pel.testing import wait_for_exit, wait_until
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="pel's fork server is the default on Linux"
+)
+
+RUN_TIMEOUT = 60
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.pop("PYTHONSTARTUP", None)
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+
+
+GUARDED = """
+import pel
+
+def square(x):
+    return x * x
+
+class Box:
+    def __init__(self, value):
+        self.value = value
+
+def unbox(box):
+    return box.value
+
+if __name__ == "__main__":
+    with pel.Executor(2) as ex:
+        print(sum(ex.map(square, range(10))), ex.submit(unbox, Box(7)).result())
+"""
+
+
+def test_a_script_s_own_functions_and_classes_reach_the_workers(tmp_path: Path) -> None:
+    (tmp_path / "prog.py").write_text(GUARDED)
+    done = run(["prog.py"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["285", "7"]
+
+
+def test_a_module_run_with_dash_m_is_imported_by_name(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "prog.py").write_text(GUARDED)
+    done = run(["-m", "pkg.prog"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["285", "7"]
+
+
+def test_python_dash_c_needs_no_main_module(tmp_path: Path) -> None:
+    code = "import pel\nwith pel.Executor(2) as ex: print(ex.submit(abs, -3).result())"
+    done = run(["-c", code], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "3"
+
+
+def test_an_unguarded_script_fails_fast_with_advice(tmp_path: Path) -> None:
+    # The fork server imports the script to find its functions; without the
+    # __main__ guard that import would start another executor, and so on.
+    (tmp_path / "prog.py").write_text(
+        textwrap.dedent(
+            """
+            import pel
+            with pel.Executor(2) as ex:
+                print(ex.submit(abs, -1).result())
+            """
+        )
+    )
+    done = run(["prog.py"], tmp_path)
+    assert done.returncode != 0
+    assert "WorkerCrashedError" in done.stderr
+    assert "before it could start a worker" in done.stderr
+    assert "if __name__ == '__main__':" in done.stderr  # the server's own error
+
+
+def server_of(ex: pel.Executor) -> int:
+    """The fork server's pid: the parent of the workers."""
+    (pid,) = {_parent(worker) for worker in ex.worker_pids()}
+    assert pid != os.getpid()
+    return pid
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return int(f.read().rsplit(b")", 1)[1].split()[1])
+
+
+def test_workers_are_forked_by_a_server_that_shutdown_stops() -> None:
+    ex = pel.Executor(2)
+    assert ex.submit(abs, -1).result() == 1
+    server = server_of(ex)
+    assert _parent(server) == os.getpid()
+    workers = ex.worker_pids()
+    ex.shutdown()
+    assert wait_for_exit([server, *workers]) == []
+
+
+def test_a_killed_server_is_replaced_and_no_task_is_lost() -> None:
+    with pel.Executor(2) as ex:
+        assert ex.submit(abs, -1).result() == 1
+        server = server_of(ex)
+        old = set(ex.worker_pids())
+        os.kill(server, signal.SIGKILL)  # its workers die with it
+        assert wait_until(lambda: not old & set(ex.worker_pids()), timeout=30)
+        assert sorted(ex.map(abs, range(-50, 0))) == list(range(1, 51))
+        assert server_of(ex) != server
