@@ -35,6 +35,7 @@ def test_segments_live_exactly_as_long_as_something_needs_them(
     flag = str(tmp_path / "go")
     with pel.Executor(1, mp_context=mp_context) as ex:
         array = full(2 * MB, 1.0)
+        array.flags.writeable = False  # read-only: stored for as long as it lives
         pending = ex.submit(wait_then_describe, flag, array)
         assert len(data_segments()) == 1, "a pending task holds its argument's segment"
         Path(flag).touch()
@@ -98,6 +99,7 @@ def test_terminate_with_tasks_pending_leaves_nothing(
 def test_a_crashed_worker_s_unreported_segments_are_swept(mp_context: str | None) -> None:
     with pel.Executor(1, mp_context=mp_context) as ex:
         array = full(2 * MB, 1.0)
+        array.flags.writeable = False  # read-only: kept for as long as it lives
         worker = ex.submit(pid).result(timeout=60)
         assert ex.worker_pids() == [worker]
         err = ex.submit(pel.task(leave_segment_and_die, retries=0), array).exception(timeout=60)

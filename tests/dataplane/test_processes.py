@@ -95,10 +95,11 @@ def test_the_same_array_to_many_tasks_is_stored_once(ex: pel.Executor) -> None:
     assert len({p for p, _, _ in ex.submit(describe_all, [array, array]).result(60)}) == 1
 
 
-def test_an_array_is_written_once_for_as_long_as_it_lives(
+def test_a_read_only_array_is_written_once_for_as_long_as_it_lives(
     ex: pel.Executor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Sequential submits of one array: one write, though no task holds it between them."""
+    """Sequential submits of one read-only array: one write, though no task
+    holds it between them."""
     from pel.transport import shm
 
     writes: list[str] = []
@@ -110,12 +111,25 @@ def test_an_array_is_written_once_for_as_long_as_it_lives(
 
     monkeypatch.setattr(shm, "_write_file", counting)  # the parent writes arguments
     array = full(4 * MB, 1.0)
+    array.flags.writeable = False
     paths = {ex.submit(describe, array).result(timeout=60)[0] for _ in range(5)}
     assert len(writes) == 1 and paths == {writes[0]}, (writes, paths)
     assert data_segments() == {writes[0]}
     del array
     gc.collect()
     assert wait_until(lambda: not data_segments()), "freed with the array"
+
+
+def test_a_writable_array_changed_between_submits_is_sent_as_it_is_now(
+    ex: pel.Executor,
+) -> None:
+    """A buffer reused in a loop: each task sees the values it was given."""
+    array = full(4 * MB, 0.0)
+    seen = []
+    for value in (1.0, 2.0, 3.0):
+        array[:] = value
+        seen.append(ex.submit(describe, array).result(timeout=60)[2])
+    assert seen == [value * array.size for value in (1.0, 2.0, 3.0)]
 
 
 def test_small_buffers_stay_in_the_pickle(ex: pel.Executor) -> None:

@@ -62,8 +62,9 @@ def test_large_buffers_go_out_of_band_and_come_back_read_only(store: Any) -> Non
     assert len(serialize.dumps(packed)) < 1024
 
 
-def test_one_object_is_written_once_while_it_lives(store: Any) -> None:
+def test_a_read_only_array_is_written_once_while_it_lives(store: Any) -> None:
     array = np.zeros(MB // 8)
+    array.flags.writeable = False
     first = serialize.dumps_oob(array, store)
     second = serialize.dumps_oob([array, array], store)
     assert isinstance(first, serialize.Packed) and isinstance(second, serialize.Packed)
@@ -80,6 +81,20 @@ def test_one_object_is_written_once_while_it_lives(store: Any) -> None:
     del third, array
     gc.collect()
     assert not os.path.exists(path), "freed with the array"
+    assert store.used() == 0
+
+
+def test_a_writable_array_is_written_once_only_while_in_use(store: Any) -> None:
+    """It may change once no task holds it: the next use writes it again."""
+    array = np.zeros(MB // 8)
+    first = serialize.dumps_oob(array, store)
+    second = serialize.dumps_oob(array, store)
+    assert isinstance(first, serialize.Packed) and isinstance(second, serialize.Packed)
+    assert first.buffers[0][0] == second.buffers[0][0], "shared while in use"
+    path = first.buffers[0][0]
+    del first, second
+    gc.collect()
+    assert not os.path.exists(path), "not kept once no pickle holds it"
     assert store.used() == 0
 
 
@@ -103,6 +118,8 @@ def test_segments_kept_for_live_objects_go_first_when_the_limit_is_hit(
 ) -> None:
     """The limit is 8 MiB: two 3 MiB arrays are kept; a third write frees the older."""
     arrays = [np.full(3 * MB // 8, float(i)) for i in range(3)]
+    for array in arrays:
+        array.flags.writeable = False
     packs = [serialize.dumps_oob(a, store) for a in arrays[:2]]
     paths = [p.buffers[0][0] for p in packs if isinstance(p, serialize.Packed)]
     del packs

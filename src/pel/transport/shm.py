@@ -481,13 +481,17 @@ class Store:
     def deduplicated(self, exporter: Any, view: memoryview) -> Segment:
         """Owner: the segment for ``exporter``'s buffer, written once.
 
-        Keyed by identity, so no byte is hashed. An exporter that allows weak
-        references (a numpy array) keeps its segment for as long as it lives:
-        the segment is held in ``_kept`` until a weak reference's callback says
-        the exporter died (and given up earlier, least recently used first,
-        when a write meets the limit). Any other exporter (``bytes``) is held
-        itself, so its id cannot be reused, for as long as the segment lives
-        for other reasons: a pending task, a ref, a mapping.
+        Keyed by identity, so no byte is hashed. A read-only buffer whose
+        exporter allows weak references (a numpy array with ``writeable``
+        off, or one pel returned) cannot change, so it keeps its segment for
+        as long as it lives: the segment is held in ``_kept`` until a weak
+        reference's callback says the exporter died (and given up earlier,
+        least recently used first, when a write meets the limit). A writable
+        one may be changed between two submits (a buffer reused in a loop):
+        it shares its segment only while the segment lives for other reasons
+        (a pending task, a ref, a mapping), as ``bytes`` do; an exporter
+        without weak references is held itself meanwhile, so that its id
+        cannot be reused.
         """
         key = (id(exporter), view.nbytes)
         with self._lock:
@@ -507,7 +511,8 @@ class Store:
             except TypeError:
                 held = exporter
             else:
-                self._kept[key] = seg
+                if view.readonly:
+                    self._kept[key] = seg
             self._dedup[key] = (held, weakref.ref(seg))
             self._dedup_of[seg.path] = key
             return seg
