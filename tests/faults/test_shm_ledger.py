@@ -9,7 +9,6 @@ the owner still owns.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -63,7 +62,7 @@ WRITER = textwrap.dedent(
 
 
 def run_writer(owner: shm.Store, point: str) -> tuple[int, Any]:
-    config = json.dumps(dataclasses.asdict(owner.config))
+    config = json.dumps(owner.config.as_dict())
     child = subprocess.Popen(
         [sys.executable, "-c", WRITER, config, point], stdout=subprocess.PIPE, text=True
     )

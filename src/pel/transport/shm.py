@@ -54,10 +54,12 @@ import struct
 import sys
 import threading
 import weakref
-from dataclasses import dataclass
-from typing import Any
 
 from .._errors import SerializationError, SharedMemoryError
+
+TYPE_CHECKING = False  # not typing's: workers import this module as they start
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "DEFAULT_LIMIT_FRACTION",
@@ -113,16 +115,37 @@ def describe_size(nbytes: int) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-@dataclass(frozen=True)
 class StoreConfig:
-    """What a worker needs to write segments its parent owns (sent at its start)."""
+    """What a worker needs to write segments its parent owns (sent at its start).
 
-    owner: int  # pid of the executor's process
-    token: str  # tells this executor's segments from another's in the same process
-    threshold: int  # buffers of at least this many bytes go out of band
-    limit: int  # bytes of /dev/shm this executor and its workers may hold
-    shm_dir: str | None
-    spill_dir: str | None  # None: past the limit is an error
+    A plain slotted class, not a dataclass: every worker imports this module
+    as it starts, and ``dataclasses`` would add its imports to that wait.
+    """
+
+    __slots__ = ("limit", "owner", "shm_dir", "spill_dir", "threshold", "token")
+
+    def __init__(
+        self,
+        owner: int,  # pid of the executor's process
+        token: str,  # tells this executor's segments from another's in the same process
+        threshold: int,  # buffers of at least this many bytes go out of band
+        limit: int,  # bytes of /dev/shm this executor and its workers may hold
+        shm_dir: str | None,
+        spill_dir: str | None,  # None: past the limit is an error
+    ) -> None:
+        self.owner = owner
+        self.token = token
+        self.threshold = threshold
+        self.limit = limit
+        self.shm_dir = shm_dir
+        self.spill_dir = spill_dir
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())
+        return f"StoreConfig({fields})"
 
     @property
     def ledger_path(self) -> str | None:

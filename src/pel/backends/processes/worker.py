@@ -32,16 +32,14 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 from ..._arguments import set_dep_values
 from ..._errors import SharedMemoryError
 from ...transport import serialize
 from ...transport.shm import Store
-from ..base import ISOLATE, TIMED, remote_error, run_chunk
+from ..running import ISOLATE, TIMED, remote_error, run_chunk
 from .channel import (
     DONE,
     DROP,
@@ -59,6 +57,10 @@ from .channel import (
     read_frame,
     resident_bytes,
 )
+
+TYPE_CHECKING = False  # not typing's: its import would cost every worker's start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 FLUSH_SECONDS = 0.002
 QUICK_SECONDS = 0.0005
@@ -365,6 +367,8 @@ def main(read_fd: int, write_fd: int) -> None:
             init = pickle.loads(initializer)
             init(*pickle.loads(initargs or pickle.dumps(())))
         except BaseException as exc:
+            import traceback  # here: its imports would slow every worker's start
+
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             _write_all(write_fd, frame(pickle.dumps((INIT_FAILED, text), 5)))
             os._exit(3)
