@@ -108,6 +108,18 @@ def extract(
     """Replace futures of ``future_type`` by :class:`Dep`; return them in order."""
     found: list[Any] = []
     index: dict[int, Dep] = {}
+    if not kwargs and _CONTAINERS.isdisjoint(map(type, args)):
+        # Futures as plain arguments only (a task graph's usual call): one pass.
+        flat = []
+        for arg in args:
+            if type(arg) is future_type:
+                dep = index.get(id(arg))
+                if dep is None:
+                    dep = index[id(arg)] = Dep(len(found))
+                    found.append(arg)
+                arg = dep
+            flat.append(arg)
+        return tuple(flat), kwargs, found
 
     def placeholder(fut: Any) -> Dep:
         dep = index.get(id(fut))

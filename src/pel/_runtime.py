@@ -27,7 +27,7 @@ from concurrent.futures import InvalidStateError
 from typing import Any, NamedTuple
 
 from ._errors import WorkerCrashedError
-from ._futures import RUNNING, Future
+from ._futures import FINISHED, PENDING, RUNNING, Future
 from ._settle import (
     cancel,
     claim,
@@ -362,7 +362,7 @@ class Runtime:
             if record.deps and self._failed_dependency(record) is not None:
                 continue
             self._records[key] = record
-            deps = tuple([dep.key for dep in record.deps]) if record.deps else ()
+            deps = tuple([dep._key for dep in record.deps]) if record.deps else ()
             task = record.task
             policy = task.policy
             timeout = policy.timeout
@@ -393,6 +393,9 @@ class Runtime:
     def _failed_dependency(self, record: Record) -> Future[Any] | None:
         """Settle a task at once if a dependency already failed or was cancelled."""
         for dep in record.deps:
+            state = dep._state
+            if state in (PENDING, RUNNING) or (state == FINISHED and dep._exception is None):
+                continue  # at a glance, without its lock: the usual case
             if dep.cancelled():
                 cancel(record.future)
                 return dep
@@ -588,7 +591,7 @@ class Runtime:
         if record.deps:
             if self._backend.pickles:
                 for dep in record.deps:
-                    raw = self._raw.get(dep.key)
+                    raw = self._raw.get(dep._key)
                     if raw is None:
                         raw = serialize.dumps_oob(dep.result(), self._backend.store)
                     deps.append(raw)

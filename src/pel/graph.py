@@ -140,17 +140,24 @@ class Graph:
         return node, raised
 
     def _lift(self, start: Node, height: int, raised: list[Node]) -> None:
-        stack = [(start, height)]
-        while stack:
-            node, h = stack.pop()
-            if node.height >= h or node.status not in UNSENT or h > MAX_LIFT + 1:
-                continue
-            node.height = h
-            raised.append(node)
-            for dep_key in node.deps:
-                dep = self.nodes.get(dep_key)
-                if dep is not None:
-                    stack.append((dep, h + 1))
+        """Raise ``start`` to ``height`` and its dependencies below it, one level
+        at a time (the same heights as a depth-first walk; no tuple per step)."""
+        nodes = self.nodes
+        level = [start]
+        top = MAX_LIFT + 1
+        while level and height <= top:
+            below: list[Node] = []
+            for node in level:
+                if node.height >= height or node.status not in UNSENT:
+                    continue
+                node.height = height
+                raised.append(node)
+                for dep_key in node.deps:
+                    dep = nodes.get(dep_key)
+                    if dep is not None:
+                        below.append(dep)
+            level = below
+            height += 1
 
     def finish(self, key: int) -> list[Node]:
         """Mark a task done; return the dependents that became ready."""

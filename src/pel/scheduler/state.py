@@ -159,6 +159,9 @@ class SchedulerState:
         add = self.graph.add
         ready = self._ready
         push = heapq.heappush
+        # Ready tasks whose height rose: ranked again once, at the end. In a
+        # tree submitted level by level, each level lifts every ready leaf.
+        lifted_ready: dict[int, Node] = {}
         for spec in event.tasks:
             node, lifted = add(spec.key, spec.deps, spec.priority, spec.group)
             node.retries = spec.retries
@@ -174,7 +177,9 @@ class SchedulerState:
                 push(ready, (-node.priority, -node.height, node.key))  # = _entry(node)
             for other in lifted:
                 if other.status is Status.READY:
-                    push(ready, _entry(other))
+                    lifted_ready[other.key] = other
+        for other in lifted_ready.values():
+            push(ready, _entry(other))
 
     def _on_finished(self, event: Finished, out: list[Instruction]) -> None:
         worker = self.workers.get(event.worker)
