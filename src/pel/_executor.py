@@ -256,7 +256,11 @@ class Executor(concurrent.futures.Executor):
         wherever ``fn`` takes a ``T``, which a ``ParamSpec`` cannot express.
         """
         prepared = self._prepared.get(id(fn))
-        if prepared is None or prepared.fn is not fn or prepared.options is not _options_of(fn):
+        if (
+            prepared is None
+            or prepared.fn is not fn
+            or (prepared.options is not None and prepared.options is not _options_of(fn))
+        ):
             return self._submit_first(fn, args, kwargs)
         name = prepared.name
         payload, deps = self._encode(name, args, kwargs)

@@ -19,6 +19,7 @@ caller runs the loop until nothing is left to do.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import deque
@@ -79,6 +80,10 @@ from .transport import serialize
 
 __all__ = ["Prepared", "Record", "Runtime"]
 
+
+#: ``TaskSpec(*fields)`` without the Python-level ``__new__`` every NamedTuple
+#: has: one is made per task.
+_task_spec = functools.partial(tuple.__new__, TaskSpec)
 
 #: Worker processes in a row that may die before starting up (an import that
 #: fails in them, say) before the executor gives up instead of restarting more.
@@ -152,7 +157,8 @@ class Runtime:
         self._kill = False
         self._started = False
         self._finished = threading.Event()
-        self._broken: str | None = None
+        #: Why the executor broke, once it has (submit reads it, in user threads).
+        self.broken: str | None = None
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._pumping = False
@@ -167,10 +173,6 @@ class Runtime:
         self._unsent: dict[int, list[int]] = {}
 
     # -- called from user threads ------------------------------------------------
-
-    @property
-    def broken(self) -> str | None:
-        return self._broken
 
     def submit(self, record: Record) -> None:
         if not self._started:
@@ -278,7 +280,7 @@ class Runtime:
                 if self._turn(self._backend.wait(0)):
                     continue
                 wakeup = self._state.next_wakeup()
-                if wakeup is None or self._broken is not None:
+                if wakeup is None or self.broken is not None:
                     break
                 # A retry waiting out its backoff: nothing else can run here.
                 time.sleep(max(0.0, wakeup - time.monotonic()))
@@ -340,7 +342,7 @@ class Runtime:
                 return False
             events.append(Tick(now))
         instructions = self._state.handle(*events)
-        if self._broken is not None:
+        if self.broken is not None:
             # Every task was failed when the executor broke; the scheduler's
             # view no longer matters, and nothing will be sent again.
             self._records.clear()
@@ -355,9 +357,9 @@ class Runtime:
     def _accept(self, records: list[Record], events: list[Event], now: float) -> None:
         specs = []
         for record in records:
-            key = record.future.key
-            if self._broken is not None:
-                fail(record.future, WorkerCrashedError(self._broken))
+            key = record.future._key
+            if self.broken is not None:
+                fail(record.future, WorkerCrashedError(self.broken))
                 continue
             if record.deps and self._failed_dependency(record) is not None:
                 continue
@@ -375,16 +377,18 @@ class Runtime:
             else:
                 group = task.fn_id
             specs.append(
-                TaskSpec(
-                    key,
-                    deps,
-                    task.priority,
-                    group,
-                    policy.retries,
-                    timeout,
-                    policy.retry_delay,
-                    record.items > 1,
-                    bool(record.flags & ISOLATE),
+                _task_spec(
+                    (
+                        key,
+                        deps,
+                        task.priority,
+                        group,
+                        policy.retries,
+                        timeout,
+                        policy.retry_delay,
+                        record.items > 1,
+                        bool(record.flags & ISOLATE),
+                    )
                 )
             )
         if specs:
@@ -468,18 +472,18 @@ class Runtime:
         if report.detail:  # the initializer failed: every replacement would too
             self._break(f"{who} could not start: {report.detail}")
         self._failed_starts = 0 if report.started else self._failed_starts + 1
-        if self._failed_starts >= MAX_FAILED_STARTS and self._broken is None:
+        if self._failed_starts >= MAX_FAILED_STARTS and self.broken is None:
             self._break(
                 f"{MAX_FAILED_STARTS} worker processes in a row died as they started (the "
                 f"last, {who}, {describe_exit(report.exitcode)}); see the workers' stderr. "
                 f"Can they import __main__ and the task's module?"
             )
         # Replaced even while closing, if tasks are left: they are run again.
-        if not self._kill and self._broken is None and (self._records or not self._closing):
+        if not self._kill and self.broken is None and (self._records or not self._closing):
             self._add_worker()
 
     def _break(self, message: str) -> None:
-        self._broken = message
+        self.broken = message
         for record in self._records.values():
             if not record.future.done() and claim(record.future):
                 fail(record.future, WorkerCrashedError(message))

@@ -219,9 +219,13 @@ class SchedulerState:
                         heapq.heappush(self._ready, _entry(child))
                 else:
                     node.status = Status.DONE  # what graph.finish does, with no dependent
-                self._settle_deps(node, released)
+                if node.deps:
+                    self._settle_deps(node, released)
+                else:
+                    node.settled = True  # _settle_deps, with nothing to settle
                 if node.unsettled == 0:
-                    self._forget(node, released)
+                    del nodes[key]  # _forget, written out
+                    released.append(key)
             elif key in retriable and node.attempts < node.retries:
                 self._retry(node, "error", out)
             else:

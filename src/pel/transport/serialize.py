@@ -383,6 +383,54 @@ def dumps_oob(obj: Any, store: Store | None, dedup: bool = True) -> bytes | Wire
     if store is None:
         return dumps(obj)
     threshold = store.config.threshold
+    data = None
+    if not refs_exist and _main_is_importable():
+        data = _dumps_in_band(obj, threshold)
+        if data is not None and len(data) < threshold:
+            return data  # the usual call or result: one C pickle, nothing more
+    return _dumps_oob(obj, store, dedup, threshold, data)
+
+
+class _LargeBuffer(Exception):
+    """Stops :func:`_dumps_in_band` at a buffer that goes out of band."""
+
+
+def _dumps_in_band(obj: Any, threshold: int) -> bytes | None:
+    """``obj`` pickled by the C pickler, or None if it holds a buffer of at
+    least ``threshold`` bytes (met: the pickling stops there) or the C pickler
+    refuses it (cloudpickle, or a memoryview: see :func:`_dumps_oob`)."""
+    in_band = _in_band_callbacks.get(threshold)
+    if in_band is None:
+        in_band = _in_band_callbacks[threshold] = _in_band_callback(threshold)
+    try:
+        return pickle.dumps(obj, PROTOCOL, buffer_callback=in_band)
+    except (_LargeBuffer, pickle.PicklingError, AttributeError, TypeError):
+        return None
+
+
+def _in_band_callback(threshold: int) -> Callable[[pickle.PickleBuffer], bool]:
+    def in_band(buffer: pickle.PickleBuffer) -> bool:
+        try:
+            nbytes = buffer.raw().nbytes
+        except BufferError:  # not contiguous: in band
+            return True
+        if nbytes >= threshold:
+            raise _LargeBuffer
+        return True
+
+    return in_band
+
+
+#: One callback per threshold (an executor has one), not a closure per pickle.
+_in_band_callbacks: dict[int, Callable[[pickle.PickleBuffer], bool]] = {}
+
+
+def _dumps_oob(
+    obj: Any, store: Store, dedup: bool, threshold: int, in_band: bytes | None
+) -> bytes | Wire:
+    """:func:`dumps_oob` past its fast path. ``in_band``: ``obj`` already
+    pickled by it, whole, with no large buffer (just too long: large
+    ``bytes`` in it may go out of band yet)."""
     found: list[pickle.PickleBuffer] = []
 
     def keep_small(buffer: pickle.PickleBuffer) -> bool:
@@ -399,13 +447,16 @@ def dumps_oob(obj: Any, store: Store | None, dedup: bool = True) -> bytes | Wire
     if refs:
         _held.segments = held
     try:
-        try:
-            data = _pickle_oob(obj, keep_small)
-            wrap = len(data) >= threshold
-        except TypeError as exc:
-            if "memoryview" not in str(exc):
-                raise
-            wrap = True
+        if in_band is not None:
+            data, wrap = in_band, True
+        else:
+            try:
+                data = _pickle_oob(obj, keep_small)
+                wrap = len(data) >= threshold
+            except TypeError as exc:
+                if "memoryview" not in str(exc):
+                    raise
+                wrap = True
         if wrap:
             wrapped = _wrap_bytes(obj, threshold)
             if wrapped is not obj:

@@ -301,6 +301,36 @@ class ProcessesBackend(Backend):
                 else:
                     del handle.uses[fn_id]
 
+    def _outcomes(
+        self, handle: _WorkerHandle, results: list[tuple[int, bool, Any, float]]
+    ) -> list[Outcome]:
+        """A DONE batch's results, unpickled; their calls are answered.
+
+        Once per task: a small result (plain pickle bytes) is unpickled right
+        here and ``_answered`` is written out; ``_outcome`` takes the rest
+        (large buffers to adopt, a result that fails to unpickle)."""
+        outcomes = []
+        in_flight = handle.in_flight
+        uses = handle.uses
+        for key, ok, blob, seconds in results:
+            outcome = None
+            if ok and type(blob) is bytes:
+                try:
+                    outcome = Outcome(key, True, pickle.loads(blob), seconds, blob)
+                except Exception:
+                    pass  # _outcome says why
+            if outcome is None:
+                outcome = _outcome(self.store, key, ok, blob, seconds)
+            outcomes.append(outcome)
+            fn_id = in_flight.pop(key, None)
+            if fn_id is not None:
+                left = uses[fn_id] - 1
+                if left:
+                    uses[fn_id] = left
+                else:
+                    del uses[fn_id]
+        return outcomes
+
     def steal(self, worker: int, count: int) -> None:
         handle = self._workers.get(worker)
         if handle is not None:
@@ -420,9 +450,7 @@ class ProcessesBackend(Backend):
     ) -> None:
         kind = message[0]
         if kind == DONE:
-            outcomes = [_outcome(self.store, *item) for item in message[1]]
-            self._answered(handle, [o.key for o in outcomes])
-            reports.append(Completed(handle.id, outcomes))
+            reports.append(Completed(handle.id, self._outcomes(handle, message[1])))
         elif kind == RETURNED:
             self._answered(handle, message[1])
             reports.append(GaveBack(handle.id, message[1]))
