@@ -28,7 +28,7 @@ import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["Dep", "extract", "replace", "resolve_dep", "substitute"]
+__all__ = ["Dep", "extract", "place", "put_in_place", "replace", "resolve_dep", "substitute"]
 
 _CONTAINERS: frozenset[type] = frozenset({list, tuple, set, frozenset, dict})
 
@@ -130,6 +130,47 @@ def extract(
 
     new_args, new_kwargs = _replace_call(args, kwargs, future_type, placeholder)
     return new_args, new_kwargs, found
+
+
+def place(
+    args: tuple[Any, ...], kwargs: dict[str, Any], future_type: type
+) -> tuple[tuple[Any, ...], tuple[tuple[int, int], ...], list[Any]] | None:
+    """The usual call of a task graph, made cheap to ship: futures only as
+    plain positional arguments, nothing else to look into (no container
+    among the arguments, no future or container among the keywords).
+
+    Returns the arguments with ``None`` where the futures were, the places
+    ``(argument position, dependency index)``, and the futures (each once);
+    or None for any other call (:func:`extract` takes those). A pickle of
+    the first needs no :class:`Dep`: each costs a global lookup to pickle.
+    """
+    if not _CONTAINERS.isdisjoint(map(type, args)) or (
+        kwargs and not (_CONTAINERS | {future_type}).isdisjoint(map(type, kwargs.values()))
+    ):
+        return None
+    template = list(args)
+    places = []
+    found: list[Any] = []
+    index: dict[int, int] = {}
+    for position, arg in enumerate(args):
+        if type(arg) is future_type:
+            dep = index.get(id(arg))
+            if dep is None:
+                dep = index[id(arg)] = len(found)
+                found.append(arg)
+            places.append((position, dep))
+            template[position] = None
+    return tuple(template), tuple(places), found
+
+
+def put_in_place(
+    args: tuple[Any, ...], places: tuple[tuple[int, int], ...], values: Sequence[Any]
+) -> tuple[Any, ...]:
+    """Undo :func:`place`: the dependencies' values where their futures were."""
+    filled = list(args)
+    for position, dep in places:
+        filled[position] = values[dep]
+    return tuple(filled)
 
 
 def substitute(

@@ -350,10 +350,18 @@ class Executor(concurrent.futures.Executor):
                 raise  # it names the size and the limit; the arguments are fine
             except Exception as exc:
                 raise serialize.describe_failure(name, args, kwargs, exc) from None
-        new_args, new_kwargs, deps = _arguments.extract(args, kwargs, Future)
+        placed = _arguments.place(args, kwargs, Future)
+        if placed is not None:
+            # Futures as plain arguments: the worker puts their values in
+            # place, so the pickle holds no placeholder (see _arguments.place).
+            new_args, places, deps = placed
+            new_kwargs = kwargs
+        else:
+            new_args, new_kwargs, deps = _arguments.extract(args, kwargs, Future)
         self._check_owner(name, deps)
         try:
-            return serialize.dumps_oob((new_args, new_kwargs), store), deps
+            data = serialize.dumps_oob((new_args, new_kwargs), store)
+            return (data if placed is None else (places, data)), deps
         except FutureFoundError as found:
             raise SerializationError(
                 f"task {name!r}: a pel future is nested inside an object pel does not look "

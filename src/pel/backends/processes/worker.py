@@ -35,7 +35,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from ..._arguments import set_dep_values
+from ..._arguments import put_in_place, set_dep_values
 from ..._errors import SharedMemoryError
 from ...transport import serialize
 from ...transport.shm import Store
@@ -126,8 +126,16 @@ def _encode_error(exc: BaseException) -> bytes:
 
 
 def _unpickle_call(payload: Any, deps: list[Any]) -> Any:
-    """The call's arguments, with its dependencies' values put in place."""
+    """The call's arguments, with its dependencies' values put in place.
+
+    ``payload``: the pickle of ``(args, kwargs)`` with ``Dep`` placeholders,
+    or ``(places, pickle)`` when the futures were plain positional arguments
+    (see ``_arguments.place``)."""
     try:
+        if type(payload) is tuple:
+            places, data = payload
+            args, kwargs = serialize.loads(data)
+            return put_in_place(args, places, [serialize.loads(d) for d in deps]), kwargs
         set_dep_values([serialize.loads(d) for d in deps] if deps else ())
         try:
             return serialize.loads(payload)
