@@ -14,12 +14,16 @@ heights at most ``MAX_LIFT`` levels up: without a bound, a chain of n tasks
 submitted before any finishes costs O(n^2); with it, heights past that depth are
 a lower bound, which only matters where many deep chains compete. Tasks already
 sent to a worker, or final, are not lifted (nor anything above them): their
-rank no longer matters.
+rank no longer matters. The scheduler inserts the tasks of one ``Submitted``
+event with :meth:`Graph.insert` and lifts them in one pass with
+:meth:`Graph.lift`, so a subtree is walked once per event, not once per task
+above it.
 """
 
 from __future__ import annotations
 
 import enum
+import heapq
 from collections.abc import Hashable, Iterable, Mapping
 
 from ._errors import CycleError
@@ -116,28 +120,70 @@ class Graph:
         so it is not waited on. The caller keeps failed and cancelled
         dependencies out: a task depending on one never enters the graph.
         """
+        node = self.insert(key, deps, priority, group)
+        raised: list[Node] = []
+        for dep_key in deps:
+            dep = self.nodes.get(dep_key)
+            if dep is not None and dep.status not in FINAL:
+                self._lift(dep, 2, raised)
+        return node, raised
+
+    def insert(self, key: int, deps: tuple[int, ...], priority: int, group: int = 0) -> Node:
+        """Insert a task without lifting any height: :meth:`add` without the
+        walk, for a batch whose heights :meth:`lift` raises at once."""
         nodes = self.nodes
         if key in nodes:
             raise ValueError(f"task {key} is already in the graph")
         node = Node(key, deps, priority, group)
         nodes[key] = node
-        if not deps:  # most tasks: nothing to wait for, nobody to lift
-            node.status = Status.READY
-            return node, []
-        raised: list[Node] = []
         for dep_key in deps:
-            dep = self.nodes.get(dep_key)
+            dep = nodes.get(dep_key)
             if dep is None:
                 continue
             dep.dependents += (key,)
             dep.unsettled += 1
-            if dep.status in FINAL:
-                continue
-            node.waiting_on += 1
-            self._lift(dep, 2, raised)
+            if dep.status not in FINAL:
+                node.waiting_on += 1
         if node.waiting_on == 0:
             node.status = Status.READY
-        return node, raised
+        return node
+
+    def lift(self, added: Iterable[Node]) -> list[Node]:
+        """Raise heights for a batch of tasks just inserted; return the nodes
+        whose height rose, each once.
+
+        One pass, in descending key order: a task's dependents all have
+        larger keys, so each node is taken once, with its final height, and
+        lifts its dependencies once. Adding the tasks one by one walks a
+        subtree again for every task above it: a tree submitted level by level
+        costs O(n log n) visits that way. A dependency is raised to one more
+        than its dependent, at most to ``MAX_LIFT + 1``, and only through
+        tasks not yet sent: the heights :meth:`add` gives, one at a time,
+        while no chain reaches that cap (past it, both are lower bounds).
+        """
+        nodes = self.nodes
+        top = MAX_LIFT + 1
+        todo = [-node.key for node in added if node.deps]
+        heapq.heapify(todo)
+        raised: dict[int, Node] = {}
+        last = None
+        while todo:
+            key = -heapq.heappop(todo)
+            if key == last:
+                continue  # queued twice: new in the batch, and raised by a later one
+            last = key
+            node = nodes[key]
+            height = min(node.height + 1, top)
+            for dep_key in node.deps:
+                dep = nodes.get(dep_key)
+                if dep is None or dep.height >= height or dep.status not in UNSENT:
+                    continue
+                dep.height = height
+                if dep_key not in raised:
+                    raised[dep_key] = dep
+                    if dep.deps:
+                        heapq.heappush(todo, -dep_key)
+        return list(raised.values())
 
     def _lift(self, start: Node, height: int, raised: list[Node]) -> None:
         """Raise ``start`` to ``height`` and its dependencies below it, one level

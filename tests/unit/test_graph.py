@@ -360,3 +360,39 @@ def test_toposort_random_dags_are_valid_and_deterministic() -> None:
             assert all(pos[d] < pos[k] for d in ds)
         assert toposort(graph) == order
         assert toposort(dict(shuffled)) == order
+
+
+def test_lifting_a_batch_gives_the_heights_of_adding_one_at_a_time() -> None:
+    """The scheduler inserts a Submitted event's tasks and lifts them at once."""
+    rng = random.Random(20261130)
+    for _ in range(300):
+        one, batch = Graph(), Graph()
+        n = rng.randint(1, 30)  # chains stay under the MAX_LIFT cap
+        before = rng.randint(0, n)
+        specs = []
+        for key in range(n):
+            deps = tuple(sorted(rng.sample(range(key), rng.randint(0, min(3, key)))))
+            specs.append((key, deps))
+        for key, deps in specs[:before]:
+            one.add(key, deps, 0)
+            batch.add(key, deps, 0)
+        # some of the earlier tasks were sent, some finished
+        for key, _ in specs[:before]:
+            roll = rng.random()
+            for g in (one, batch):
+                node = g.nodes[key]
+                if roll < 0.2 and node.status is Status.READY:
+                    g.finish(key)
+                elif roll < 0.4 and node.status is Status.READY:
+                    node.status = Status.ASSIGNED
+        raised_one: set[int] = set()
+        for key, deps in specs[before:]:
+            _, raised = one.add(key, deps, 0)
+            raised_one.update(node.key for node in raised)
+        added = [batch.insert(key, deps, 0) for key, deps in specs[before:]]
+        raised_batch = [node.key for node in batch.lift(added)]
+        assert heights(batch) == heights(one)
+        assert sorted(raised_batch) == sorted(raised_one)
+        assert {k: n.status for k, n in batch.nodes.items()} == {
+            k: n.status for k, n in one.nodes.items()
+        }

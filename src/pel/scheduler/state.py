@@ -156,14 +156,11 @@ class SchedulerState:
     # -- event handlers ---------------------------------------------------------------
 
     def _on_submitted(self, event: Submitted, out: list[Instruction]) -> None:
-        add = self.graph.add
-        ready = self._ready
-        push = heapq.heappush
-        # Ready tasks whose height rose: ranked again once, at the end. In a
-        # tree submitted level by level, each level lifts every ready leaf.
-        lifted_ready: dict[int, Node] = {}
+        graph = self.graph
+        insert = graph.insert
+        added: list[Node] = []
         for spec in event.tasks:
-            node, lifted = add(spec.key, spec.deps, spec.priority, spec.group)
+            node = insert(spec.key, spec.deps, spec.priority, spec.group)
             node.retries = spec.retries
             if spec.timeout is not None:
                 node.timeout = spec.timeout
@@ -173,13 +170,19 @@ class SchedulerState:
                 node.splittable = True
             if spec.isolated:
                 node.isolated = True
+            added.append(node)
+        # Heights are raised for the whole batch at once (a tree submitted level
+        # by level would otherwise walk each subtree again for every level), and
+        # each ready task is ranked once, with its final height.
+        ready = self._ready
+        push = heapq.heappush
+        for node in added:
             if node.status is Status.READY:
                 push(ready, (-node.priority, -node.height, node.key))  # = _entry(node)
-            for other in lifted:
+        if any(node.deps for node in added):
+            for other in graph.lift(added):
                 if other.status is Status.READY:
-                    lifted_ready[other.key] = other
-        for other in lifted_ready.values():
-            push(ready, _entry(other))
+                    push(ready, _entry(other))
 
     def _on_finished(self, event: Finished, out: list[Instruction]) -> None:
         worker = self.workers.get(event.worker)
