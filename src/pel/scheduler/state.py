@@ -34,6 +34,7 @@ turns out to have started it. Time only moves with events:
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from dataclasses import dataclass, field
 
 from ..graph import FINAL, Graph, Node, Status
@@ -92,6 +93,12 @@ class SchedulerState:
         self.graph = Graph()
         self.workers: dict[int, WorkerState] = {}
         self._ready: list[tuple[int, int, int]] = []  # (-priority, -height, key)
+        #: Ready tasks of the default rank (priority 0, height 1: most tasks),
+        #: by key, ascending. Their rank is (0, -1, key), so a FIFO keeps their
+        #: order at O(1) a task where the heap costs a tuple and O(log n)
+        #: comparisons. A task lifted since is ranked in the heap (and its
+        #: entry here goes stale); anything else goes to the heap too.
+        self._lane: deque[int] = deque()
         #: Moving average of task run time, over all tasks (for reports) and
         #: per group (for decisions).
         self.task_seconds: float | None = None
@@ -123,7 +130,8 @@ class SchedulerState:
 
     def ready_keys(self) -> list[int]:
         """Ready tasks in the order they would be dispatched (for tests)."""
-        return [entry[2] for entry in sorted(self._ready) if self._is_current(entry)]
+        lane = [(0, -1, key) for key in self._lane]
+        return [entry[2] for entry in sorted(self._ready + lane) if self._is_current(entry)]
 
     # -- the one entry point ------------------------------------------------------
 
@@ -176,9 +184,13 @@ class SchedulerState:
         # each ready task is ranked once, with its final height.
         ready = self._ready
         push = heapq.heappush
+        lane = self._lane
         for node in added:
             if node.status is Status.READY:
-                push(ready, (-node.priority, -node.height, node.key))  # = _entry(node)
+                if node.priority == 0 and node.height == 1 and (not lane or lane[-1] < node.key):
+                    lane.append(node.key)
+                else:
+                    push(ready, (-node.priority, -node.height, node.key))  # = _entry(node)
         if any(node.deps for node in added):
             for other in graph.lift(added):
                 if other.status is Status.READY:
@@ -462,28 +474,45 @@ class SchedulerState:
             return
         heapq.heapify(workers)
         ready = self._ready
+        lane = self._lane
         nodes = self.graph.nodes
         probes = self._probe_sent
         batches: dict[int, list[int]] = {}
         depths: dict[int, int] = {}
-        while ready:
-            entry = ready[0]
-            node = nodes.get(entry[2])
-            if (
-                node is None
-                or node.status is not Status.READY
-                or entry[1] != -node.height
-                or entry[0] != -node.priority
-            ):
-                heapq.heappop(ready)  # stale: no longer ready, or ranked again since
-                continue
+        entry = (0, 0, 0)
+        while ready or lane:
+            # The best ready task: the heap's top or the lane's head, whichever
+            # ranks first; stale entries are dropped on the way.
+            top = head = None
+            if ready:
+                entry = ready[0]
+                top = nodes.get(entry[2])
+                if (
+                    top is None
+                    or top.status is not Status.READY
+                    or entry[1] != -top.height
+                    or entry[0] != -top.priority
+                ):
+                    heapq.heappop(ready)  # no longer ready, or ranked again since
+                    continue
+            if lane:
+                head = nodes.get(lane[0])
+                if head is None or head.status is not Status.READY or head.height != 1:
+                    lane.popleft()  # no longer ready, or lifted (and in the heap)
+                    continue
+            from_lane = head is not None and (top is None or (0, -1, head.key) < entry)
+            node = head if from_lane else top
+            assert node is not None
             depth = depths.get(node.group)
             if depth is None:
                 depth = depths[node.group] = self.prefetch_depth(node.group)
             load, worker_id, worker = workers[0]
             if load >= depth:
                 break
-            heapq.heappop(ready)
+            if from_lane:
+                lane.popleft()
+            else:
+                heapq.heappop(ready)
             key = node.key
             if not load:
                 probes[key] = self._now
