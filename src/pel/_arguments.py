@@ -134,42 +134,44 @@ def extract(
 
 def place(
     args: tuple[Any, ...], kwargs: dict[str, Any], future_type: type
-) -> tuple[tuple[Any, ...], tuple[tuple[int, int], ...], list[Any]] | None:
+) -> tuple[tuple[Any, ...], tuple[int, ...], list[Any]] | None:
     """The usual call of a task graph, made cheap to ship: futures only as
     plain positional arguments, nothing else to look into (no container
     among the arguments, no future or container among the keywords).
 
     Returns the arguments with ``None`` where the futures were, the places
-    ``(argument position, dependency index)``, and the futures (each once);
-    or None for any other call (:func:`extract` takes those). A pickle of
-    the first needs no :class:`Dep`: each costs a global lookup to pickle.
+    as one flat tuple ``(position, dependency index, position, ...)``, and
+    the futures (each once); or None for any other call (:func:`extract`
+    takes those). A pickle of the first needs no :class:`Dep`: each costs a
+    global lookup to pickle. Few objects are made: a task graph keeps them
+    until the task is sent, and the cyclic GC walks what lives.
     """
     if not _CONTAINERS.isdisjoint(map(type, args)) or (
         kwargs and not (_CONTAINERS | {future_type}).isdisjoint(map(type, kwargs.values()))
     ):
         return None
     template = list(args)
-    places = []
+    places: list[int] = []
     found: list[Any] = []
-    index: dict[int, int] = {}
     for position, arg in enumerate(args):
         if type(arg) is future_type:
-            dep = index.get(id(arg))
-            if dep is None:
-                dep = index[id(arg)] = len(found)
+            # A future passed twice is one dependency (futures compare by identity).
+            if arg in found:
+                places += (position, found.index(arg))
+            else:
+                places += (position, len(found))
                 found.append(arg)
-            places.append((position, dep))
             template[position] = None
     return tuple(template), tuple(places), found
 
 
 def put_in_place(
-    args: tuple[Any, ...], places: tuple[tuple[int, int], ...], values: Sequence[Any]
+    args: tuple[Any, ...], places: tuple[int, ...], values: Sequence[Any]
 ) -> tuple[Any, ...]:
     """Undo :func:`place`: the dependencies' values where their futures were."""
     filled = list(args)
-    for position, dep in places:
-        filled[position] = values[dep]
+    for i in range(0, len(places), 2):
+        filled[places[i]] = values[places[i + 1]]
     return tuple(filled)
 
 
