@@ -360,8 +360,9 @@ class Executor(concurrent.futures.Executor):
             new_args, new_kwargs, deps = _arguments.extract(args, kwargs, Future)
         self._check_owner(name, deps)
         try:
-            data = serialize.dumps_oob((new_args, new_kwargs), store)
-            return (data if placed is None else (places, data)), deps
+            if placed is not None:
+                return serialize.dumps_oob((new_args, new_kwargs, places), store), deps
+            return serialize.dumps_oob((new_args, new_kwargs), store), deps
         except FutureFoundError as found:
             raise SerializationError(
                 f"task {name!r}: a pel future is nested inside an object pel does not look "

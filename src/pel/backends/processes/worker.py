@@ -129,18 +129,20 @@ def _unpickle_call(payload: Any, deps: list[Any]) -> Any:
     """The call's arguments, with its dependencies' values put in place.
 
     ``payload``: the pickle of ``(args, kwargs)`` with ``Dep`` placeholders,
-    or ``(places, pickle)`` when the futures were plain positional arguments
-    (see ``_arguments.place``)."""
+    or of ``(args, kwargs, places)`` when the futures were plain positional
+    arguments (see ``_arguments.place``; a map chunk, also of three, has no
+    dependencies)."""
     try:
-        if type(payload) is tuple:
-            places, data = payload
-            args, kwargs = serialize.loads(data)
-            return put_in_place(args, places, [serialize.loads(d) for d in deps]), kwargs
-        set_dep_values([serialize.loads(d) for d in deps] if deps else ())
+        values = [serialize.loads(d) for d in deps] if deps else ()
+        set_dep_values(values)
         try:
-            return serialize.loads(payload)
+            call = serialize.loads(payload)
         finally:
             set_dep_values(())
+        if deps and len(call) == 3:
+            args, kwargs, places = call
+            return put_in_place(args, places, values), kwargs
+        return call
     except Exception as exc:
         from ..._errors import SerializationError
 
