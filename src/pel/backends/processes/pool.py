@@ -150,7 +150,6 @@ class _WorkerHandle:
         "reader",
         "ready",
         "retiring",
-        "uses",
     )
 
     def __init__(
@@ -169,10 +168,9 @@ class _WorkerHandle:
         self.outbox: list[memoryview] = []
         self.reader = FrameReader()
         self.functions: OrderedDict[int, None] = OrderedDict()
-        #: key -> fn_id of each call sent and not yet answered, and how many
-        #: of those use each function: one in use must not be forgotten.
+        #: key -> fn_id of each call sent and not yet answered: a function
+        #: one of them uses must not be forgotten.
         self.in_flight: dict[int, int] = {}
-        self.uses: dict[int, int] = {}
         self.detail = ""  # why it is about to exit, when it said so
         self.retiring = False
         self.ready = False  # it said it started
@@ -266,11 +264,14 @@ class ProcessesBackend(Backend):
             return  # died meanwhile; its Exited report is on its way
         functions = []
         known = handle.functions
-        uses = handle.uses
+        in_flight = handle.in_flight
+        last = None
         for call in calls:
             fn_id = call.fn_id
-            handle.in_flight[call.key] = fn_id
-            uses[fn_id] = uses.get(fn_id, 0) + 1
+            in_flight[call.key] = fn_id
+            if fn_id == last:
+                continue  # the same function as the call before: seen to
+            last = fn_id
             if fn_id in known:
                 known.move_to_end(fn_id)
                 continue
@@ -286,20 +287,15 @@ class ProcessesBackend(Backend):
         and not yet answered uses (this batch's included), so the cache can run
         over its size for a while rather than fail a call."""
         excess = len(handle.functions) - FUNCTIONS_PER_WORKER
-        forget = [fn for fn in handle.functions if not handle.uses.get(fn)][:excess]
+        in_use = set(handle.in_flight.values())
+        forget = [fn for fn in handle.functions if fn not in in_use][:excess]
         for fn_id in forget:
             del handle.functions[fn_id]
         return forget
 
     def _answered(self, handle: _WorkerHandle, keys: list[int]) -> None:
         for key in keys:
-            fn_id = handle.in_flight.pop(key, None)
-            if fn_id is not None:
-                left = handle.uses[fn_id] - 1
-                if left:
-                    handle.uses[fn_id] = left
-                else:
-                    del handle.uses[fn_id]
+            handle.in_flight.pop(key, None)
 
     def _outcomes(
         self, handle: _WorkerHandle, results: list[tuple[int, bool, Any, float]]
@@ -307,11 +303,10 @@ class ProcessesBackend(Backend):
         """A DONE batch's results, unpickled; their calls are answered.
 
         Once per task: a small result (plain pickle bytes) is unpickled right
-        here and ``_answered`` is written out; ``_outcome`` takes the rest
-        (large buffers to adopt, a result that fails to unpickle)."""
+        here; ``_outcome`` takes the rest (large buffers to adopt, a result
+        that fails to unpickle)."""
         outcomes = []
         in_flight = handle.in_flight
-        uses = handle.uses
         for key, ok, blob, seconds in results:
             outcome = None
             if ok and type(blob) is bytes:
@@ -322,13 +317,7 @@ class ProcessesBackend(Backend):
             if outcome is None:
                 outcome = _outcome(self.store, key, ok, blob, seconds)
             outcomes.append(outcome)
-            fn_id = in_flight.pop(key, None)
-            if fn_id is not None:
-                left = uses[fn_id] - 1
-                if left:
-                    uses[fn_id] = left
-                else:
-                    del uses[fn_id]
+            in_flight.pop(key, None)
         return outcomes
 
     def steal(self, worker: int, count: int) -> None:
