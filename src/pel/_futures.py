@@ -12,14 +12,17 @@ every ``with`` on it run Python code, several times per task. Here
 ``_condition`` is the C ``RLock`` itself (``concurrent.futures.wait`` and
 ``as_completed`` only acquire and release it, and need it reentrant), and the
 five methods that wait or notify are written again around a list of waiter
-locks, the way ``threading.Condition`` does it.
+locks, the way ``threading.Condition`` does it. The futures of one executor
+share that ``RLock`` (``Runtime.future_lock``): it is only ever held for a few
+attribute reads and writes, never while waiting or calling back, and one lock
+per future was one more object per pending task for the cyclic GC to walk.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import logging
-from _thread import RLock, allocate_lock
+from _thread import allocate_lock
 from collections.abc import Callable
 from concurrent.futures import CancelledError, InvalidStateError
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -47,8 +50,9 @@ class Future(concurrent.futures.Future[R]):
     """The result of a task submitted to a :class:`pel.Executor`."""
 
     def __init__(self, owner: Runtime, key: int, name: str) -> None:
-        # What concurrent.futures.Future.__init__ sets, with a C lock.
-        self._condition = RLock()  # type: ignore[assignment]
+        # What concurrent.futures.Future.__init__ sets, with a C lock, the
+        # executor's (see the module docstring).
+        self._condition = owner.future_lock  # type: ignore[assignment]
         self._state = PENDING
         self._result = None
         self._exception = None

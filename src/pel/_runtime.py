@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from _thread import RLock
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import InvalidStateError
@@ -141,6 +142,8 @@ class Runtime:
     def __init__(self, backend: Backend, workers: int, keys: Iterator[int]) -> None:
         self._backend = backend
         self._workers = workers
+        #: The ``_condition`` of every future of this executor (see _futures).
+        self.future_lock = RLock()
         #: The executor's task numbers: the halves of a split chunk need new ones.
         self._keys = keys
         self._state = SchedulerState()
