@@ -42,7 +42,12 @@ PRELUDE = """\
 import gc
 import json
 import os
+import signal
 import sys
+
+# Ctrl-C must raise here even when the test run itself ignores SIGINT (a
+# background job of a non-interactive shell), which children inherit.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import pel
 import tasks

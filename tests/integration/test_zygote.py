@@ -76,6 +76,33 @@ def test_a_module_run_with_dash_m_is_imported_by_name(tmp_path: Path) -> None:
     assert done.stdout.split() == ["285", "7"]
 
 
+def test_a_script_read_from_stdin_sends_its_functions_by_value(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    env.pop("PYTHONSTARTUP", None)
+    done = subprocess.run(
+        [sys.executable, "-"],
+        input=GUARDED,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["285", "7"]
+
+
+def test_a_package_s_dunder_main_sends_its_functions_by_value(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(GUARDED)
+    done = run(["-m", "pkg"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["285", "7"]
+
+
 def test_python_dash_c_needs_no_main_module(tmp_path: Path) -> None:
     code = "import pel\nwith pel.Executor(2) as ex: print(ex.submit(abs, -3).result())"
     done = run(["-c", code], tmp_path)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import pickle
 import sys
 import threading
@@ -107,6 +108,28 @@ def _cloud_dumps(obj: Any) -> bytes:
 _main_checked: tuple[object, bool] = (None, False)
 
 
+def main_module() -> tuple[str, str] | None:
+    """How a worker can import this program's ``__main__``, if it can:
+    ``("name", module)`` for ``python -m module``, ``("path", file)`` for a
+    script. None for a REPL, ``python -c``, a script read from stdin, or a
+    package's ``__main__`` (which spawn does not import either): objects
+    defined there then travel by value. The fork server imports what this
+    says, so pickles and workers always agree.
+    """
+    main = sys.modules.get("__main__")
+    if hasattr(sys, "ps1"):
+        return None
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    if name is not None:
+        if name == "__main__" or name.endswith(".__main__"):
+            return None
+        return ("name", name)
+    path = getattr(main, "__file__", None)
+    if path is not None and os.path.isfile(path):
+        return ("path", os.path.abspath(path))
+    return None
+
+
 def _main_is_importable() -> bool:
     """Can a worker import ``__main__`` (a script), or is it a REPL/``-c``?
 
@@ -116,7 +139,7 @@ def _main_is_importable() -> bool:
     global _main_checked
     main = sys.modules.get("__main__")
     if _main_checked[0] is not main:
-        importable = bool(getattr(main, "__file__", None)) and not hasattr(sys, "ps1")
+        importable = main_module() is not None
         _main_checked = (main, importable)
     return _main_checked[1]
 

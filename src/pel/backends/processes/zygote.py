@@ -242,17 +242,15 @@ class Launcher:
 
 def _main_module_spec() -> bytes:
     """How the zygote should import the parent's ``__main__`` (as spawn does):
-    ``b"name:<module>"`` for ``python -m``, ``b"path:<file>"`` for a script,
-    ``b"none:"`` for an interactive session or ``python -c``."""
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    name = getattr(spec, "name", None)
-    if name is not None and name != "__main__" and not name.endswith(".__main__"):
-        return b"name:" + str(name).encode()
-    path = getattr(main, "__file__", None)
-    if name is None and path is not None and not hasattr(sys, "ps1"):
-        return b"path:" + os.fsencode(os.path.abspath(path))
-    return b"none:"
+    ``b"name:<module>"``, ``b"path:<file>"``, or ``b"none:"`` (see
+    :func:`pel.transport.serialize.main_module`, which pickles by the same rule)."""
+    from ...transport.serialize import main_module  # the parent has it already
+
+    found = main_module()
+    if found is None:
+        return b"none:"
+    kind, value = found
+    return kind.encode() + b":" + os.fsencode(value)
 
 
 # -- the zygote's side ---------------------------------------------------------------
