@@ -26,7 +26,10 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Sequence
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: worker processes import this module as they start
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Dep", "extract", "place", "put_in_place", "replace", "resolve_dep", "substitute"]
 

@@ -1,6 +1,6 @@
 """Task options and the ``@pel.task`` decorator.
 
-Options are a frozen dataclass validated once, at construction, so a bad value
+Options are an immutable value validated once, at construction, so a bad value
 fails where it is written rather than when the task runs. ``@pel.task`` wraps a
 function without changing how it is called: calling a :class:`TaskFunction`
 runs the function here; submitting it uses its options as defaults.
@@ -11,10 +11,10 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from ._errors import OptionError
+from ._value import Value
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -28,8 +28,7 @@ DEFAULT_RETRIES = 3
 DEFAULT_RETRY_DELAY = 0.05
 
 
-@dataclass(frozen=True, slots=True)
-class TaskOptions:
+class TaskOptions(Value):
     """Per-task options; ``None`` means "the executor's default".
 
     ``priority``: higher runs first among ready tasks. ``retries``: how many
@@ -37,30 +36,65 @@ class TaskOptions:
     it raised one of ``retry_on``. ``timeout``: seconds one attempt may run
     before its worker is killed (``math.inf``: no limit). ``retry_delay``: the
     wait before the first retry, doubled for each next one, with jitter.
+    Immutable: :meth:`replace` makes a changed copy.
     """
 
-    name: str | None = None
-    priority: int = 0
-    retries: int | None = None
-    retry_on: tuple[type[BaseException], ...] | None = None
-    timeout: float | None = None
-    retry_delay: float | None = None
+    __slots__ = ("name", "priority", "retries", "retry_delay", "retry_on", "timeout")
 
-    def __post_init__(self) -> None:
-        if self.name is not None and not isinstance(self.name, str):
-            raise OptionError(f"task option 'name' must be a str, got {self.name!r}")
-        if not isinstance(self.priority, int) or isinstance(self.priority, bool):
-            raise OptionError(f"task option 'priority' must be an int, got {self.priority!r}")
-        if self.retries is not None:
-            check_retries(self.retries, "task option 'retries'")
-        if self.retry_on is not None:
-            object.__setattr__(
-                self, "retry_on", check_retry_on(self.retry_on, "task option 'retry_on'")
-            )
-        if self.timeout is not None:
-            check_timeout(self.timeout, "task option 'timeout'")
-        if self.retry_delay is not None:
-            check_delay(self.retry_delay, "task option 'retry_delay'")
+    name: str | None
+    priority: int
+    retries: int | None
+    retry_on: tuple[type[BaseException], ...] | None
+    timeout: float | None
+    retry_delay: float | None
+
+    def __init__(
+        self,
+        name: str | None = None,
+        priority: int = 0,
+        retries: int | None = None,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+        timeout: float | None = None,
+        retry_delay: float | None = None,
+    ) -> None:
+        if name is not None and not isinstance(name, str):
+            raise OptionError(f"task option 'name' must be a str, got {name!r}")
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise OptionError(f"task option 'priority' must be an int, got {priority!r}")
+        if retries is not None:
+            check_retries(retries, "task option 'retries'")
+        if retry_on is not None:
+            retry_on = check_retry_on(retry_on, "task option 'retry_on'")
+        if timeout is not None:
+            check_timeout(timeout, "task option 'timeout'")
+        if retry_delay is not None:
+            check_delay(retry_delay, "task option 'retry_delay'")
+        for field, value in (
+            ("name", name),
+            ("priority", priority),
+            ("retries", retries),
+            ("retry_on", retry_on),
+            ("timeout", timeout),
+            ("retry_delay", retry_delay),
+        ):
+            object.__setattr__(self, field, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"TaskOptions are immutable (setting {name!r}); use replace()")
+
+    def __reduce__(self) -> tuple[Any, tuple[object, ...]]:
+        return (
+            TaskOptions,
+            (self.name, self.priority, self.retries, self.retry_on, self.timeout, self.retry_delay),
+        )
+
+    def replace(self, **changes: Any) -> TaskOptions:
+        """A copy with some options changed, validated like the original."""
+        unknown = set(changes) - set(self.__slots__)
+        if unknown:
+            raise OptionError(f"unknown task option(s): {', '.join(sorted(unknown))}")
+        fields = {name: getattr(self, name) for name in self.__slots__}
+        return TaskOptions(**{**fields, **changes})
 
 
 def check_retries(value: object, what: str) -> int:
@@ -98,15 +132,23 @@ def check_delay(value: object, what: str) -> float:
     return float(value)
 
 
-@dataclass(frozen=True, slots=True)
-class TaskPolicy:
-    """What a task gets when it fails: its options merged over the executor's."""
+class TaskPolicy(Value):
+    """What a task gets when it fails: its options merged over the executor's.
+    Treated as immutable (one is shared by every task of a function)."""
 
-    retries: int = DEFAULT_RETRIES
-    retry_on: tuple[type[BaseException], ...] = ()
-    #: Seconds per attempt; ``None``: no limit.
-    timeout: float | None = None
-    retry_delay: float = DEFAULT_RETRY_DELAY
+    __slots__ = ("retries", "retry_delay", "retry_on", "timeout")
+
+    def __init__(
+        self,
+        retries: int = DEFAULT_RETRIES,
+        retry_on: tuple[type[BaseException], ...] = (),
+        timeout: float | None = None,  # seconds per attempt; None: no limit
+        retry_delay: float = DEFAULT_RETRY_DELAY,
+    ) -> None:
+        self.retries = retries
+        self.retry_on = retry_on
+        self.timeout = timeout
+        self.retry_delay = retry_delay
 
     def merged(self, options: TaskOptions | None) -> TaskPolicy:
         if options is None:
@@ -139,7 +181,7 @@ class TaskFunction(Generic[P, R]):
 
     def with_options(self, **changes: Any) -> TaskFunction[P, R]:
         """A copy with some options changed: ``train.with_options(priority=5)``."""
-        return TaskFunction(self.fn, replace(self.options, **changes))
+        return TaskFunction(self.fn, self.options.replace(**changes))
 
     def __repr__(self) -> str:
         return f"<pel task {self.options.name or self.__qualname__}>"
@@ -202,7 +244,7 @@ def task(
         name=name,
         priority=priority,
         retries=retries,
-        retry_on=retry_on,  # type: ignore[arg-type]  # normalised to a tuple
+        retry_on=retry_on,  # normalised to a tuple
         timeout=timeout,
         retry_delay=retry_delay,
     )

@@ -16,10 +16,10 @@ import time
 import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from .._arguments import substitute
+from .._value import Value
 from .running import ISOLATE, TIMED, run_chunk
 
 __all__ = [
@@ -39,24 +39,46 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class BackendOptions:
-    max_workers: int
-    initializer: Callable[..., object] | None = None
-    initargs: tuple[Any, ...] = ()
-    mp_context: Any = None
-    #: Worker recycling (processes only): retire a worker after this many
-    #: tasks, or once its resident memory passes this many bytes.
-    max_tasks_per_worker: int | None = None
-    worker_memory_limit: int | None = None
-    #: The data plane (processes backend): see ``Executor`` and ``transport.shm``.
-    shm_threshold: int | None = None
-    shm_limit: int | None = None
-    spill_dir: Any = None
+class BackendOptions(Value):
+    __slots__ = (
+        "initargs",
+        "initializer",
+        "max_tasks_per_worker",
+        "max_workers",
+        "mp_context",
+        "shm_limit",
+        "shm_threshold",
+        "spill_dir",
+        "worker_memory_limit",
+    )
+
+    def __init__(
+        self,
+        max_workers: int,
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+        mp_context: Any = None,
+        max_tasks_per_worker: int | None = None,
+        worker_memory_limit: int | None = None,
+        shm_threshold: int | None = None,
+        shm_limit: int | None = None,
+        spill_dir: Any = None,
+    ) -> None:
+        self.max_workers = max_workers
+        self.initializer = initializer
+        self.initargs = initargs
+        self.mp_context = mp_context
+        #: Worker recycling (processes only): retire a worker after this many
+        #: tasks, or once its resident memory passes this many bytes.
+        self.max_tasks_per_worker = max_tasks_per_worker
+        self.worker_memory_limit = worker_memory_limit
+        #: The data plane (processes backend): see ``Executor`` and ``transport.shm``.
+        self.shm_threshold = shm_threshold
+        self.shm_limit = shm_limit
+        self.spill_dir = spill_dir
 
 
-@dataclass(slots=True)
-class Call:
+class Call(Value):
     """One task (or one ``map`` chunk) as sent to a worker.
 
     ``payload`` is ``(args, kwargs)`` with :class:`~pel._arguments.Dep`
@@ -66,66 +88,98 @@ class Call:
     :func:`run_chunk`).
     """
 
-    key: int
-    fn: Callable[..., Any]
-    fn_id: int
-    fn_blob: bytes | None  # the function pickled once, for backends that pickle
-    payload: Any
-    deps: list[Any]
-    chunk: bool = False
-    flags: int = 0
+    __slots__ = ("chunk", "deps", "flags", "fn", "fn_blob", "fn_id", "key", "payload")
+
+    def __init__(
+        self,
+        key: int,
+        fn: Callable[..., Any],
+        fn_id: int,
+        fn_blob: bytes | None,
+        payload: Any,
+        deps: list[Any],
+        chunk: bool = False,
+        flags: int = 0,
+    ) -> None:
+        self.key = key
+        self.fn = fn
+        self.fn_id = fn_id
+        self.fn_blob = fn_blob  # the function pickled once, for backends that pickle
+        self.payload = payload
+        self.deps = deps
+        self.chunk = chunk
+        self.flags = flags
 
 
-@dataclass(slots=True)
-class Outcome:
-    key: int
-    ok: bool
-    value: Any  # the result, or the exception (with its remote traceback as cause)
-    seconds: float
-    #: The result pickled, as received from a worker process: bytes, or a
-    #: ``serialize.Packed`` whose large buffers are in shared memory.
-    raw: Any = None
+class Outcome(Value):
+    __slots__ = ("key", "ok", "raw", "seconds", "value")
+
+    def __init__(self, key: int, ok: bool, value: Any, seconds: float, raw: Any = None) -> None:
+        self.key = key
+        self.ok = ok
+        self.value = value  # the result, or the exception (remote traceback as cause)
+        self.seconds = seconds
+        #: The result pickled, as received from a worker process: bytes, or a
+        #: ``serialize.Packed`` whose large buffers are in shared memory.
+        self.raw = raw
 
 
-@dataclass(slots=True)
-class Completed:
-    worker: int
-    outcomes: list[Outcome]
+class Completed(Value):
+    __slots__ = ("outcomes", "worker")
+
+    def __init__(self, worker: int, outcomes: list[Outcome]) -> None:
+        self.worker = worker
+        self.outcomes = outcomes
 
 
-@dataclass(slots=True)
-class GaveBack:
+class GaveBack(Value):
     """Calls handed back unstarted: after a steal (``stolen``), a drop, or
     by a worker that is retiring."""
 
-    worker: int
-    keys: list[int] = field(default_factory=list)
-    stolen: bool = True
+    __slots__ = ("keys", "stolen", "worker")
+
+    def __init__(self, worker: int, keys: list[int] | None = None, stolen: bool = True) -> None:
+        self.worker = worker
+        self.keys: list[int] = [] if keys is None else keys
+        self.stolen = stolen
 
 
-@dataclass(slots=True)
-class StartedCall:
+class StartedCall(Value):
     """A worker began a call flagged ``TIMED``."""
 
-    worker: int
-    key: int
+    __slots__ = ("key", "worker")
+
+    def __init__(self, worker: int, key: int) -> None:
+        self.worker = worker
+        self.key = key
 
 
-@dataclass(slots=True)
-class Exited:
+class Exited(Value):
     """A worker ended. ``exitcode`` as multiprocessing reports it (negative:
     signal). ``detail``: its initializer failed (so would a replacement's).
     ``peak_rss``: the most resident memory it was seen using, in bytes.
     ``cause``: why pel stopped it, when pel did (memory limit). ``started``:
     it had started up (an in-process worker always has)."""
 
-    worker: int
-    exitcode: int | None
-    pid: int | None = None
-    detail: str = ""
-    peak_rss: int | None = None
-    cause: str = ""
-    started: bool = True
+    __slots__ = ("cause", "detail", "exitcode", "peak_rss", "pid", "started", "worker")
+
+    def __init__(
+        self,
+        worker: int,
+        exitcode: int | None,
+        pid: int | None = None,
+        detail: str = "",
+        peak_rss: int | None = None,
+        cause: str = "",
+        started: bool = True,
+    ) -> None:
+        self.worker = worker
+        self.exitcode = exitcode
+        self.pid = pid
+        self.detail = detail
+        self.peak_rss = peak_rss
+        self.cause = cause
+        self.started = started
 
 
 Report = Completed | GaveBack | StartedCall | Exited

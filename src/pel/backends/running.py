@@ -1,6 +1,6 @@
 """Running calls: what every worker body shares, in a worker process or not.
 
-Kept apart from :mod:`.base` (the backend interface, its dataclasses) and
+Kept apart from :mod:`.base` (the backend interface and its records) and
 light to import: a worker process imports this module as it starts, and the
 first task waits for that.
 """

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import NamedTuple
+
+from .._value import Value
 
 
 class TaskSpec(NamedTuple):
@@ -35,76 +36,100 @@ class TaskSpec(NamedTuple):
     isolated: bool = False
 
 
-@dataclass(slots=True)
-class Submitted:
-    tasks: list[TaskSpec]
-    now: float = 0.0
+class Submitted(Value):
+    __slots__ = ("now", "tasks")
+
+    def __init__(self, tasks: list[TaskSpec], now: float = 0.0) -> None:
+        self.tasks = tasks
+        self.now = now
 
 
-@dataclass(slots=True)
-class Finished:
+class Finished(Value):
     """A worker finished tasks: ``(key, succeeded, seconds the call ran)`` each.
 
     ``retriable``: the failed ones whose error may be retried (the runtime
     knows the errors; the scheduler decides whether budget is left).
     """
 
-    worker: int
-    results: list[tuple[int, bool, float]]
-    now: float = 0.0
-    retriable: tuple[int, ...] = ()
+    __slots__ = ("now", "results", "retriable", "worker")
+
+    def __init__(
+        self,
+        worker: int,
+        results: list[tuple[int, bool, float]],
+        now: float = 0.0,
+        retriable: tuple[int, ...] = (),
+    ) -> None:
+        self.worker = worker
+        self.results = results
+        self.now = now
+        self.retriable = retriable
 
 
-@dataclass(slots=True)
-class Started:
+class Started(Value):
     """A worker began running a task that has a timeout."""
 
-    worker: int
-    key: int
-    now: float = 0.0
+    __slots__ = ("key", "now", "worker")
+
+    def __init__(self, worker: int, key: int, now: float = 0.0) -> None:
+        self.worker = worker
+        self.key = key
+        self.now = now
 
 
-@dataclass(slots=True)
-class Tick:
+class Tick(Value):
     """Only time passed: a retry may be due, or a timeout reached."""
 
-    now: float = 0.0
+    __slots__ = ("now",)
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
 
 
-@dataclass(slots=True)
-class Cancelled:
+class Cancelled(Value):
     """The user cancelled these tasks: waiting, queued or running."""
 
-    keys: list[int]
-    now: float = 0.0
+    __slots__ = ("keys", "now")
+
+    def __init__(self, keys: list[int], now: float = 0.0) -> None:
+        self.keys = keys
+        self.now = now
 
 
-@dataclass(slots=True)
-class WorkerJoined:
-    worker: int
-    now: float = 0.0
+class WorkerJoined(Value):
+    __slots__ = ("now", "worker")
+
+    def __init__(self, worker: int, now: float = 0.0) -> None:
+        self.worker = worker
+        self.now = now
 
 
-@dataclass(slots=True)
-class WorkerLost:
+class WorkerLost(Value):
     """A worker died. See the state module for who is charged; the tasks not
     charged go back to the queue. ``started``: it had started up (a worker
     that dies starting ran nothing)."""
 
-    worker: int
-    now: float = 0.0
-    started: bool = True
+    __slots__ = ("now", "started", "worker")
+
+    def __init__(self, worker: int, now: float = 0.0, started: bool = True) -> None:
+        self.worker = worker
+        self.now = now
+        self.started = started
 
 
-@dataclass(slots=True)
-class Returned:
+class Returned(Value):
     """Tasks came back unstarted: a worker answered a ``Steal`` (``stolen``),
     was retiring, or the runtime did not send them (cancelled meanwhile)."""
 
-    worker: int
-    keys: list[int] = field(default_factory=list)
-    now: float = 0.0
-    stolen: bool = True
+    __slots__ = ("keys", "now", "stolen", "worker")
+
+    def __init__(
+        self, worker: int, keys: list[int] | None = None, now: float = 0.0, stolen: bool = True
+    ) -> None:
+        self.worker = worker
+        self.keys: list[int] = [] if keys is None else keys
+        self.now = now
+        self.stolen = stolen
 
 
 Event = Submitted | Finished | Cancelled | WorkerJoined | WorkerLost | Returned | Started | Tick

@@ -2,98 +2,120 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from .._value import Value
 
 
-@dataclass(slots=True, frozen=True)
-class Dispatch:
+class Dispatch(Value):
     """Send these tasks, in this order, to the worker."""
 
-    worker: int
-    keys: tuple[int, ...]
+    __slots__ = ("keys", "worker")
+
+    def __init__(self, worker: int, keys: tuple[int, ...]) -> None:
+        self.worker = worker
+        self.keys = keys
 
 
-@dataclass(slots=True, frozen=True)
-class Fail:
+class Fail(Value):
     """These tasks cannot run because the task ``cause`` failed."""
 
-    keys: tuple[int, ...]
-    cause: int
+    __slots__ = ("cause", "keys")
+
+    def __init__(self, keys: tuple[int, ...], cause: int) -> None:
+        self.keys = keys
+        self.cause = cause
 
 
-@dataclass(slots=True, frozen=True)
-class Cancel:
+class Cancel(Value):
     """These tasks are cancelled because the task ``cause`` was cancelled."""
 
-    keys: tuple[int, ...]
-    cause: int
+    __slots__ = ("cause", "keys")
+
+    def __init__(self, keys: tuple[int, ...], cause: int) -> None:
+        self.keys = keys
+        self.cause = cause
 
 
-@dataclass(slots=True, frozen=True)
-class Lost:
+class Lost(Value):
     """Task ``key`` took ``worker`` down (or ran past its timeout, and the
     worker was killed) on ``attempts`` attempts, its last: fail it."""
 
-    worker: int
-    key: int
-    timed_out: bool
-    attempts: int
+    __slots__ = ("attempts", "key", "timed_out", "worker")
+
+    def __init__(self, worker: int, key: int, timed_out: bool, attempts: int) -> None:
+        self.worker = worker
+        self.key = key
+        self.timed_out = timed_out
+        self.attempts = attempts
 
 
-@dataclass(slots=True, frozen=True)
-class Retry:
+class Retry(Value):
     """Task ``key`` failed (``reason``: "crash", "timeout" or "error") and
     runs again in ``delay`` seconds: attempt ``attempt + 1``."""
 
-    key: int
-    attempt: int
-    delay: float
-    reason: str
+    __slots__ = ("attempt", "delay", "key", "reason")
+
+    def __init__(self, key: int, attempt: int, delay: float, reason: str) -> None:
+        self.key = key
+        self.attempt = attempt
+        self.delay = delay
+        self.reason = reason
 
 
-@dataclass(slots=True, frozen=True)
-class Split:
+class Split(Value):
     """Splittable task ``key`` took its worker down: replace it by two halves."""
 
-    key: int
+    __slots__ = ("key",)
+
+    def __init__(self, key: int) -> None:
+        self.key = key
 
 
-@dataclass(slots=True, frozen=True)
-class Isolate:
+class Isolate(Value):
     """Send these tasks with ISOLATE from now on: a worker died holding them,
     and which one killed it is not known for sure."""
 
-    keys: tuple[int, ...]
+    __slots__ = ("keys",)
+
+    def __init__(self, keys: tuple[int, ...]) -> None:
+        self.keys = keys
 
 
-@dataclass(slots=True, frozen=True)
-class Kill:
+class Kill(Value):
     """Stop ``worker`` now (a timeout, or a cancelled running task)."""
 
-    worker: int
+    __slots__ = ("worker",)
+
+    def __init__(self, worker: int) -> None:
+        self.worker = worker
 
 
-@dataclass(slots=True, frozen=True)
-class Drop:
+class Drop(Value):
     """``worker`` holds these cancelled tasks unstarted: drop them."""
 
-    worker: int
-    keys: tuple[int, ...]
+    __slots__ = ("keys", "worker")
+
+    def __init__(self, worker: int, keys: tuple[int, ...]) -> None:
+        self.worker = worker
+        self.keys = keys
 
 
-@dataclass(slots=True, frozen=True)
-class Steal:
+class Steal(Value):
     """Ask ``worker`` to give back up to ``count`` tasks it has not started."""
 
-    worker: int
-    count: int
+    __slots__ = ("count", "worker")
+
+    def __init__(self, worker: int, count: int) -> None:
+        self.worker = worker
+        self.count = count
 
 
-@dataclass(slots=True, frozen=True)
-class Release:
+class Release(Value):
     """No task still needs these results shipped to it; their copies can go."""
 
-    keys: tuple[int, ...]
+    __slots__ = ("keys",)
+
+    def __init__(self, keys: tuple[int, ...]) -> None:
+        self.keys = keys
 
 
 Instruction = (

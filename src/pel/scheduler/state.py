@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from dataclasses import dataclass, field
 
+from .._value import Value
 from ..graph import FINAL, Graph, Node, Status
 from . import policy
 from .events import (
@@ -71,19 +71,29 @@ __all__ = ["SchedulerState", "WorkerState"]
 DEFAULT_OVERHEAD = 200e-6
 
 
-@dataclass(slots=True)
-class WorkerState:
-    id: int
-    #: Keys sent to this worker and not yet reported back, in sending order.
-    assigned: dict[int, None] = field(default_factory=dict)
-    steal_pending: bool = False
-    #: Set when a Kill was sent: the task it was for, and why ("timeout" or
-    #: "cancel"). A killed worker gets no more tasks.
-    killing: tuple[int, str] | None = None
-    #: (deadline, key, attempts) of the timed task it runs, if any.
-    deadline: tuple[float, int, int] | None = None
-    #: Cancelled tasks it was told to drop and has not answered for yet.
-    cancelling: set[int] = field(default_factory=set)
+class WorkerState(Value):
+    __slots__ = ("assigned", "cancelling", "deadline", "id", "killing", "steal_pending")
+
+    def __init__(
+        self,
+        id: int,
+        assigned: dict[int, None] | None = None,
+        steal_pending: bool = False,
+        killing: tuple[int, str] | None = None,
+        deadline: tuple[float, int, int] | None = None,
+        cancelling: set[int] | None = None,
+    ) -> None:
+        self.id = id
+        #: Keys sent to this worker and not yet reported back, in sending order.
+        self.assigned: dict[int, None] = {} if assigned is None else assigned
+        self.steal_pending = steal_pending
+        #: Set when a Kill was sent: the task it was for, and why ("timeout" or
+        #: "cancel"). A killed worker gets no more tasks.
+        self.killing = killing
+        #: (deadline, key, attempts) of the timed task it runs, if any.
+        self.deadline = deadline
+        #: Cancelled tasks it was told to drop and has not answered for yet.
+        self.cancelling: set[int] = set() if cancelling is None else cancelling
 
 
 class SchedulerState:
