@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import gc
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,6 +84,36 @@ def test_a_result_is_mapped_in_the_parent_and_passed_on_by_name(ex: pel.Executor
     # Passing the result on by value costs a name too, not a new copy.
     assert ex.submit(describe, value).result(timeout=60)[0] == here
     assert ex.submit(describe, value[1000:]).result(timeout=60)[0] == here
+
+
+ORDER_SCRIPT = """
+import numpy as np
+import pel
+
+def firsts(a, make, b):
+    return float(a[0]), make(), float(b[0])
+
+if __name__ == "__main__":
+    first, second = np.full(1 << 18, 1.0), np.full(1 << 18, 2.0)  # 2 MiB each
+    with pel.Executor(1) as ex:
+        print(ex.submit(firsts, first, lambda: "lam", second).result(timeout=60))
+"""
+
+
+def test_arrays_around_an_argument_only_cloudpickle_takes_keep_their_order(
+    tmp_path: Path,
+) -> None:
+    """The C pickler meets the first array, then refuses the lambda; cloudpickle
+    starts again, and only the buffers it reports may be sent (the task once
+    received the first array twice: a silent wrong value). A script, so that
+    ``__main__`` is importable and the C pickler goes first."""
+    script = tmp_path / "order.py"
+    script.write_text(ORDER_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(1.0, 'lam', 2.0)"
 
 
 def test_the_same_array_to_many_tasks_is_stored_once(ex: pel.Executor) -> None:

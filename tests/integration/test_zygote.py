@@ -110,6 +110,28 @@ def test_python_dash_c_needs_no_main_module(tmp_path: Path) -> None:
     assert done.stdout.strip() == "3"
 
 
+def test_python_dash_c_pickles_by_value_only_what_names_main(tmp_path: Path) -> None:
+    """Calls of importable functions on plain data take the C pickler (no
+    cloudpickle import); a class defined in the -c program goes by value."""
+    code = textwrap.dedent(
+        """
+        import sys
+        import pel
+
+        class Point:
+            def __init__(self, x):
+                self.x = x
+
+        with pel.Executor(1) as ex:
+            print(ex.submit(abs, -3).result(), "cloudpickle" in sys.modules)
+            print(ex.submit(getattr, Point(5), "x").result(), "cloudpickle" in sys.modules)
+        """
+    )
+    done = run(["-c", code], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["3", "False", "5", "True"]
+
+
 def test_an_unguarded_script_fails_fast_with_advice(tmp_path: Path) -> None:
     # The fork server imports the script to find its functions; without the
     # __main__ guard that import would start another executor, and so on.

@@ -35,11 +35,13 @@ import pickle
 import sys
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from .._errors import RemoteTraceback, SerializationError
 
+TYPE_CHECKING = False  # not typing's: worker processes import this module as they start
 if TYPE_CHECKING:
+    from typing import Any
+
     from .shm import Segment, Store
 
 __all__ = [
@@ -144,23 +146,33 @@ def _main_is_importable() -> bool:
     return _main_checked[1]
 
 
+def _by_value_needed(data: bytes) -> bool:
+    """Does this C pickle name ``__main__`` where no worker can import it?
+
+    A REPL, ``python -c`` or a script from stdin: objects defined there must
+    travel by value (cloudpickle). The C pickler writes every reference to a
+    module-level object as its module's name, so a pickle that does not
+    contain the bytes ``__main__`` refers to nothing there (a string that
+    happens to hold them only costs the slower path).
+    """
+    return b"__main__" in data and not _main_is_importable()
+
+
 def dumps(obj: Any) -> bytes:
-    """Pickle ``obj``; C pickler first, cloudpickle when it refuses.
+    """Pickle ``obj``; C pickler first, cloudpickle when it refuses, or when
+    the pickle refers to a ``__main__`` that workers cannot import.
 
     Exceptions from pickling propagate unchanged (callers add context);
     ``FutureFoundError`` in particular must reach the caller.
     """
-    if not _main_is_importable():
-        # Instances of classes defined in an interactive __main__ must travel
-        # by value; cloudpickle's hook only runs for non-builtin objects.
-        return _cloud_dumps(obj)
     try:
-        return pickle.dumps(obj, PROTOCOL)
+        data = pickle.dumps(obj, PROTOCOL)
     except (pickle.PicklingError, AttributeError, TypeError) as exc:
         # "cannot pickle 'X' object" is final: cloudpickle would refuse too.
         if isinstance(exc, TypeError) and "cannot pickle" in str(exc):
             raise
         return _cloud_dumps(obj)
+    return _cloud_dumps(obj) if _by_value_needed(data) else data
 
 
 def dumps_function(fn: Callable[..., Any]) -> bytes:
@@ -353,8 +365,8 @@ def _reduce_memoryview(view: memoryview) -> tuple[Any, ...]:
 
 
 @functools.cache
-def _oob_picklers() -> tuple[Any, Any]:
-    """C and cloudpickle picklers that send a memoryview anywhere as a PickleBuffer."""
+def _oob_pickler() -> Any:
+    """A C pickler that sends a memoryview anywhere as a PickleBuffer."""
     import collections
     import copyreg
 
@@ -364,33 +376,49 @@ def _oob_picklers() -> tuple[Any, Any]:
             copyreg.dispatch_table,
         )
 
+    return OutOfBandPickler
+
+
+@functools.cache
+def _oob_cloud_pickler() -> Any:
+    """The same for cloudpickle (which would send a memoryview in band)."""
+    import collections
+
     cloud = _cloudpickle().Pickler
 
     class OutOfBandCloudPickler(cloud):  # type: ignore[misc,valid-type]
-        # cloudpickle would send a memoryview as bytes, in band.
         dispatch_table = collections.ChainMap(
             {memoryview: _reduce_memoryview}, cloud.dispatch_table
         )
 
-    return OutOfBandPickler, OutOfBandCloudPickler
+    return OutOfBandCloudPickler
 
 
 def _pickle_oob(
-    obj: Any, callback: Callable[[pickle.PickleBuffer], bool], anywhere: bool = False
+    obj: Any,
+    callback: Callable[[pickle.PickleBuffer], bool],
+    restart: Callable[[], None],
+    anywhere: bool = False,
 ) -> bytes:
-    """Pickle with ``callback`` for buffers; ``anywhere``: memoryviews in any object too."""
-    if _main_is_importable():
-        try:
-            if not anywhere:
-                return pickle.dumps(obj, PROTOCOL, buffer_callback=callback)
+    """Pickle with ``callback`` for buffers; ``anywhere``: memoryviews in any
+    object too. The C pickler first, then cloudpickle as :func:`dumps` says;
+    a second attempt starts afresh: ``restart`` must forget every buffer and
+    segment the first one reported (else their order no longer matches)."""
+    try:
+        if not anywhere:
+            data = pickle.dumps(obj, PROTOCOL, buffer_callback=callback)
+        else:
             buf = io.BytesIO()
-            _oob_picklers()[0](buf, PROTOCOL, buffer_callback=callback).dump(obj)
-            return buf.getvalue()
-        except (pickle.PicklingError, AttributeError, TypeError) as exc:
-            if isinstance(exc, TypeError) and "cannot pickle" in str(exc):
-                raise
+            _oob_pickler()(buf, PROTOCOL, buffer_callback=callback).dump(obj)
+            data = buf.getvalue()
+        if not _by_value_needed(data):
+            return data
+    except (pickle.PicklingError, AttributeError, TypeError) as exc:
+        if isinstance(exc, TypeError) and "cannot pickle" in str(exc):
+            raise
+    restart()
     buf = io.BytesIO()
-    _oob_picklers()[1](buf, protocol=PROTOCOL, buffer_callback=callback).dump(obj)
+    _oob_cloud_pickler()(buf, protocol=PROTOCOL, buffer_callback=callback).dump(obj)
     return buf.getvalue()
 
 
@@ -407,9 +435,11 @@ def dumps_oob(obj: Any, store: Store | None, dedup: bool = True) -> bytes | Wire
         return dumps(obj)
     threshold = store.config.threshold
     data = None
-    if not refs_exist and _main_is_importable():
+    if not refs_exist:
         data = _dumps_in_band(obj, threshold)
-        if data is not None and len(data) < threshold:
+        if data is not None and _by_value_needed(data):
+            data = None
+        elif data is not None and len(data) < threshold:
             return data  # the usual call or result: one C pickle, nothing more
     return _dumps_oob(obj, store, dedup, threshold, data)
 
@@ -467,6 +497,11 @@ def _dumps_oob(
 
     refs = refs_exist
     held: list[Segment] = []
+
+    def restart() -> None:
+        found.clear()
+        held.clear()
+
     if refs:
         _held.segments = held
     try:
@@ -474,7 +509,7 @@ def _dumps_oob(
             data, wrap = in_band, True
         else:
             try:
-                data = _pickle_oob(obj, keep_small)
+                data = _pickle_oob(obj, keep_small, restart)
                 wrap = len(data) >= threshold
             except TypeError as exc:
                 if "memoryview" not in str(exc):
@@ -486,7 +521,7 @@ def _dumps_oob(
                 found.clear()
                 if refs:
                     held.clear()
-                data = _pickle_oob(wrapped, keep_small, anywhere=True)
+                data = _pickle_oob(wrapped, keep_small, restart, anywhere=True)
     finally:
         if refs:
             _held.segments = None
