@@ -8,38 +8,43 @@ would import). Nothing here imports a parallel system.
 from __future__ import annotations
 
 import os
-import random
 import time
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections import namedtuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+# Kept light: a system whose workers are fresh interpreters (pel, joblib, Dask,
+# Ray) imports this module in each worker to find the task function, and W8
+# times that. A dataclass here cost ~6 ms per worker (dataclasses, typing).
 
 # -- sizes ------------------------------------------------------------------------
 
+_FULL_SIZES = {
+    "w1_tasks": 10_000,
+    "w2_items": 200_000,
+    "w3_trips": 500,
+    "w3_warmup": 50,
+    "w4_tasks": 32,
+    "w4_task_s": 0.100,
+    "w5_tasks": 120,
+    "w5_serial_s": 8.0,
+    "w5_alpha": 1.3,
+    "w5_seed": 20240611,
+    "w6_mb": 400,
+    "w6_tasks": 8,
+    "w6r_mb": 50,  # W6-results: each of w6_tasks tasks returns this much
+    "w6b_mb": 1024,  # W6-bandwidth: put + zero-copy read of this much
+    "w7_leaves": 4_096,
+    "w9_tasks": 20,
+    "w9_task_s": 0.050,
+    "w9_crasher": 7,
+    "w9_timeout_s": 20.0,
+}
 
-@dataclass(frozen=True)
-class Sizes:
-    """How big each workload is; ``FULL`` is the definition, ``QUICK`` a smoke run."""
-
-    w1_tasks: int = 10_000
-    w2_items: int = 200_000
-    w3_trips: int = 500
-    w3_warmup: int = 50
-    w4_tasks: int = 32
-    w4_task_s: float = 0.100
-    w5_tasks: int = 120
-    w5_serial_s: float = 8.0
-    w5_alpha: float = 1.3
-    w5_seed: int = 20240611
-    w6_mb: int = 400
-    w6_tasks: int = 8
-    w6r_mb: int = 50  # W6-results: each of w6_tasks tasks returns this much
-    w6b_mb: int = 1024  # W6-bandwidth: put + zero-copy read of this much
-    w7_leaves: int = 4_096
-    w9_tasks: int = 20
-    w9_task_s: float = 0.050
-    w9_crasher: int = 7
-    w9_timeout_s: float = 20.0
-
+#: How big each workload is; ``FULL`` is the definition, ``QUICK`` a smoke run.
+Sizes = namedtuple("Sizes", list(_FULL_SIZES), defaults=list(_FULL_SIZES.values()))  # type: ignore[misc]
 
 FULL = Sizes()
 QUICK = Sizes(
@@ -60,7 +65,7 @@ QUICK = Sizes(
 
 
 def sizes_dict(sizes: Sizes) -> dict[str, Any]:
-    return asdict(sizes)
+    return dict(sizes._asdict())
 
 
 # -- W1, W2, W3: no-op --------------------------------------------------------------
@@ -113,6 +118,8 @@ def w4_iterations(rate: float, sizes: Sizes) -> list[int]:
 
 def w5_iterations(rate: float, sizes: Sizes) -> list[int]:
     """Seeded Pareto(alpha) task sizes scaled to ``w5_serial_s`` in total, fixed order."""
+    import random  # here: the module stays light for workers (see the top)
+
     rng = random.Random(sizes.w5_seed)
     raw = [rng.paretovariate(sizes.w5_alpha) for _ in range(sizes.w5_tasks)]
     scale = sizes.w5_serial_s / sum(raw)
