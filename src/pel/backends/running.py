@@ -12,8 +12,6 @@ import time
 from collections.abc import Callable
 from itertools import islice, starmap
 
-from .._errors import RemoteTraceback
-
 TYPE_CHECKING = False  # not typing's: importing it costs a worker's start-up
 if TYPE_CHECKING:
     from typing import Any
@@ -29,7 +27,9 @@ ISOLATE = 2
 
 def remote_error(exc: BaseException) -> BaseException:
     """Attach the formatted traceback as ``__cause__``, as the caller will see it."""
-    import traceback  # here: its imports would cost every worker's start-up
+    import traceback  # here: its imports (and pel's errors') would slow every worker's start
+
+    from .._errors import RemoteTraceback
 
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     exc.__cause__ = RemoteTraceback(f'\n"""\n{tb}"""')

@@ -36,12 +36,13 @@ import sys
 import threading
 from collections.abc import Callable
 
-from .._errors import RemoteTraceback, SerializationError
-
-TYPE_CHECKING = False  # not typing's: worker processes import this module as they start
+# Neither typing nor pel's errors at the top (they bring concurrent.futures
+# and logging): worker processes import this module as they start.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from .._errors import SerializationError
     from .shm import Segment, Store
 
 __all__ = [
@@ -70,6 +71,8 @@ def _cloudpickle() -> Any:
 
 @functools.cache
 def _traceback_pickler() -> Any:
+    from .._errors import RemoteTraceback
+
     class TracebackPickler(_cloudpickle().Pickler):  # type: ignore[misc]
         """Keeps the remote traceback, which pickling an exception would drop."""
 
@@ -87,6 +90,8 @@ def _traceback_pickler() -> Any:
 def _rebuild_exception(
     factory: Any, args: tuple[Any, ...], state: dict[str, Any] | None, tb: str
 ) -> BaseException:
+    from .._errors import RemoteTraceback  # here: see the module's imports
+
     exc: BaseException = factory(*args)
     if state:
         exc.__dict__.update(state)
@@ -197,6 +202,8 @@ def describe_failure(
     task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any], exc: BaseException
 ) -> SerializationError:
     """Build the error for a call that failed to pickle, naming the argument."""
+    from .._errors import SerializationError
+
     culprit = "its arguments"
     for label, value in [(f"argument {i}", a) for i, a in enumerate(args)] + [
         (f"keyword argument {k!r}", v) for k, v in kwargs.items()

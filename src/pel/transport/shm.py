@@ -55,9 +55,9 @@ import sys
 import threading
 import weakref
 
-from .._errors import SerializationError, SharedMemoryError
-
-TYPE_CHECKING = False  # not typing's: workers import this module as they start
+# Neither typing nor pel's errors at the top (they bring concurrent.futures
+# and logging): workers import this module as they start.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
@@ -287,6 +287,8 @@ def map_view(path: str, offset: int, nbytes: int, segment: Segment | None = None
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except FileNotFoundError:
+                from .._errors import SerializationError
+
                 raise SerializationError(
                     f"pel's shared-memory segment {path} is gone: it was freed (its executor "
                     f"shut down, or every reference to it was dropped) before this read"
@@ -445,6 +447,8 @@ class Store:
             if not self._let_go_of_one_kept():
                 break
         if c.spill_dir is None:
+            from .._errors import SharedMemoryError
+
             raise SharedMemoryError(
                 f"cannot store a buffer of {describe_size(nbytes)} ({nbytes} bytes) in shared "
                 f"memory: {why}. Raise shm_limit, drop references to earlier results and "
@@ -477,6 +481,8 @@ class Store:
             if seg is not None:
                 return seg
             if path not in self._owned and not os.path.exists(path):
+                from .._errors import SerializationError
+
                 raise SerializationError(f"pel's shared-memory segment {path} is gone")
             seg = Segment(self, path, nbytes, in_shm)
             self._owned[path] = (nbytes, in_shm)

@@ -36,7 +36,6 @@ from collections import deque
 from collections.abc import Callable
 
 from ..._arguments import put_in_place, set_dep_values
-from ..._errors import SharedMemoryError
 from ...transport import serialize
 from ...transport.shm import Store
 from ..running import ISOLATE, TIMED, remote_error, run_chunk
@@ -262,16 +261,19 @@ class _Worker:
                     if chunk and value[1] is not None
                     else serialize.dumps_oob(value, self.store)
                 )
-            except SharedMemoryError as exc:
-                blob, ok = _encode_error(exc), False
             except Exception as exc:
-                from ..._errors import SerializationError
+                # Imported here: pel's errors bring concurrent.futures and
+                # logging, which a worker's start-up need not wait for.
+                from ..._errors import SerializationError, SharedMemoryError
 
-                err = SerializationError(
-                    f"the result of the task, a {type(value).__name__}, cannot be pickled "
-                    f"to send it back: {type(exc).__name__}: {exc}"
-                )
-                blob, ok = _encode_error(err), False
+                if isinstance(exc, SharedMemoryError):
+                    blob, ok = _encode_error(exc), False
+                else:
+                    err = SerializationError(
+                        f"the result of the task, a {type(value).__name__}, cannot be pickled "
+                        f"to send it back: {type(exc).__name__}: {exc}"
+                    )
+                    blob, ok = _encode_error(err), False
         else:
             blob = _encode_error(value)
         with self.lock:
