@@ -23,20 +23,29 @@ it, or the parent died). Each worker asks to be SIGKILLed when the zygote
 dies (``PR_SET_PDEATHSIG``), so a killed parent leaves no process behind. An
 exit code is what ``multiprocessing`` reports: negative for a signal.
 
-This module is imported by the zygote before anything else of pel's, so it
-imports only what the standard library starts with.
+This module is imported by the zygote before anything else of pel's, so its
+zygote side uses the standard library's C modules (``_signal``, ``_socket``):
+``signal`` and ``socket`` would add ``enum`` and ``selectors``, ~4 ms before
+the first worker can start. The parent's side imports ``socket`` as it boots
+a zygote.
 """
 
 from __future__ import annotations
 
+# The C module behind signal (see the module docstring); no stubs exist for it.
+import _signal as signal  # type: ignore[import-not-found]
+import _socket
+import array
 import os
 import select
-import signal
-import socket
 import struct
 import sys
 import threading
 from collections import deque
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
 
 __all__ = ["Launcher", "WorkerProcess", "serve"]
 
@@ -148,7 +157,16 @@ class Launcher:
                 try:
                     if self._socket is None:
                         raise BrokenPipeError
-                    socket.send_fds(self._socket, [b"L"], [read_fd, write_fd, status_w])
+                    self._socket.sendmsg(
+                        [b"L"],
+                        [
+                            (
+                                _socket.SOL_SOCKET,
+                                _socket.SCM_RIGHTS,
+                                _fds(read_fd, write_fd, status_w),
+                            )
+                        ],
+                    )
                 except OSError:
                     # This worker never starts: its sentinel reads EOF at once.
                     if self._socket is not None:
@@ -161,6 +179,8 @@ class Launcher:
         return process
 
     def _boot(self) -> None:
+        import socket
+
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         code = (
             "import sys; sys.path[:] = " + repr(sys.path) + "; "
@@ -260,7 +280,7 @@ def serve() -> None:
     """The zygote's main loop (see the module docstring)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    sock = socket.socket(fileno=_SOCKET_FD)
+    sock = _socket.socket(fileno=_SOCKET_FD)
     _import_main(sock.recv(1 << 16))
     import ctypes  # noqa: F401  (each worker's prctl needs it)
 
@@ -281,7 +301,7 @@ def serve() -> None:
                 _reap(children)
                 continue
             try:
-                _, fds, _, _ = socket.recv_fds(sock, 16, 3)
+                fds = _receive_fds(sock)
             except OSError:
                 fds = []
             if len(fds) != 3:
@@ -293,6 +313,20 @@ def serve() -> None:
             os.close(fds[1])
             children[pid] = fds[2]
             sock.send(_INT.pack(pid))
+
+
+def _fds(*fds: int) -> bytes:
+    return array.array("i", fds).tobytes()
+
+
+def _receive_fds(sock: _socket.socket) -> list[int]:
+    """The fds of one launch request (``socket.recv_fds`` without ``socket``)."""
+    _, ancillary, _, _ = sock.recvmsg(16, _socket.CMSG_LEN(3 * array.array("i").itemsize))
+    fds = array.array("i")
+    for level, kind, data in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+    return list(fds)
 
 
 def _import_main(spec: bytes) -> None:
