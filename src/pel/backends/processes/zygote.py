@@ -26,8 +26,8 @@ exit code is what ``multiprocessing`` reports: negative for a signal.
 This module is imported by the zygote before anything else of pel's, so its
 zygote side uses the standard library's C modules (``_signal``, ``_socket``):
 ``signal`` and ``socket`` would add ``enum`` and ``selectors``, ~4 ms before
-the first worker can start. The parent's side imports ``socket`` as it boots
-a zygote.
+the first worker can start. The parent's side uses ``_socket`` too: its
+program waits for its imports as well.
 """
 
 from __future__ import annotations
@@ -42,10 +42,6 @@ import struct
 import sys
 import threading
 from collections import deque
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    import socket
 
 __all__ = ["Launcher", "WorkerProcess", "serve"]
 
@@ -131,7 +127,7 @@ class Launcher:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._socket: socket.socket | None = None
+        self._socket: _socket.socket | None = None
         self._zygote_pid: int | None = None
         #: Launched workers whose pid the zygote has not sent yet, in order.
         self._unanswered: deque[WorkerProcess] = deque()
@@ -179,9 +175,7 @@ class Launcher:
         return process
 
     def _boot(self) -> None:
-        import socket
-
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         code = (
             "import sys; sys.path[:] = " + repr(sys.path) + "; "
             "from pel.backends.processes.zygote import serve; serve()"
