@@ -227,6 +227,27 @@ class BreaksInWorker:
         return (_rebuild_only_at_home, (self.home,))
 
 
+class CallableOnlyAtHome:
+    """A callable that pickles in the parent; unpickling it elsewhere raises."""
+
+    def __init__(self) -> None:
+        self.home = os.getpid()
+
+    def __call__(self, x: Any) -> Any:
+        return x
+
+    def __reduce__(self) -> Any:
+        return (_callable_only_at_home, (self.home,))
+
+
+def _callable_only_at_home(home: int) -> CallableOnlyAtHome:
+    if os.getpid() != home:
+        raise ValueError("CallableOnlyAtHome cannot be rebuilt away from home")
+    obj = CallableOnlyAtHome.__new__(CallableOnlyAtHome)
+    obj.home = home
+    return obj
+
+
 def _rebuild_only_at_home(home: int) -> BreaksInWorker:
     if os.getpid() != home:
         raise ValueError("BreaksInWorker cannot be rebuilt away from home")

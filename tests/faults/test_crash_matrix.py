@@ -45,6 +45,12 @@ MATRIX = [
         ["could not be unpickled in the worker", "cannot be rebuilt away from home"],
     ),
     (
+        "unpickling the function in the worker",
+        lambda ex: ex.submit(tasks.CallableOnlyAtHome(), 1),
+        pel.SerializationError,
+        ["function could not be unpickled in the worker", "rebuilt away from home"],
+    ),
+    (
         "running: an exception",
         lambda ex: ex.submit(tasks.fail, "own error"),
         ValueError,

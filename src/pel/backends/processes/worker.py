@@ -129,6 +129,21 @@ def _encode_error(exc: BaseException) -> bytes:
         return serialize.dumps_with_tracebacks(substitute)
 
 
+def _unloadable(error: Exception) -> Callable[..., Any]:
+    """Stands for a function that could not be unpickled here."""
+
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        from ..._errors import SerializationError
+
+        raise SerializationError(
+            f"the task's function could not be unpickled in the worker process: "
+            f"{type(error).__name__}: {error}. Can the worker import its module (is it "
+            f"on sys.path when the executor starts its workers)?"
+        ) from error
+
+    return fail
+
+
 def _unpickle_call(payload: Any, deps: list[Any]) -> Any:
     """The call's arguments, with its dependencies' values put in place.
 
@@ -208,7 +223,11 @@ class _Worker:
         if kind == RUN:
             _, functions, forget, calls = message
             for fn_id, blob in functions:
-                self.functions[fn_id] = pickle.loads(blob)
+                try:
+                    self.functions[fn_id] = pickle.loads(blob)
+                except Exception as exc:
+                    # Not this worker's crash: every call of it fails, saying why.
+                    self.functions[fn_id] = _unloadable(exc)
             for fn_id in forget:
                 self.functions.pop(fn_id, None)
                 self.expected.pop(fn_id, None)
