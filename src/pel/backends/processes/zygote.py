@@ -153,16 +153,7 @@ class Launcher:
                 try:
                     if self._socket is None:
                         raise BrokenPipeError
-                    self._socket.sendmsg(
-                        [b"L"],
-                        [
-                            (
-                                _socket.SOL_SOCKET,
-                                _socket.SCM_RIGHTS,
-                                _fds(read_fd, write_fd, status_w),
-                            )
-                        ],
-                    )
+                    _send_fds(self._socket, read_fd, write_fd, status_w)
                 except OSError:
                     # This worker never starts: its sentinel reads EOF at once.
                     if self._socket is not None:
@@ -309,8 +300,10 @@ def serve() -> None:
             sock.send(_INT.pack(pid))
 
 
-def _fds(*fds: int) -> bytes:
-    return array.array("i", fds).tobytes()
+def _send_fds(sock: _socket.socket, *fds: int) -> None:
+    """One launch request: these fds (``socket.send_fds`` without ``socket``)."""
+    rights = array.array("i", fds).tobytes()
+    sock.sendmsg([b"L"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
 
 
 def _receive_fds(sock: _socket.socket) -> list[int]:
