@@ -2,6 +2,7 @@
 
     python -m benchmarks.profile tasks     # per-function CPU per task of W1 (needs yappi)
     python -m benchmarks.profile startup   # W8's pieces: imports, start + first task, shutdown
+    python -m benchmarks.profile shmwrite  # W6's floor: writing 400 MB into /dev/shm
 
 ``tasks`` profiles both of the parent's threads (the caller and pel's runtime
 thread) with yappi's CPU clock; yappi slows everything several times, so read
@@ -11,6 +12,7 @@ the shares, not the microseconds. ``startup`` times the pieces of W8 under each 
 from __future__ import annotations
 
 import argparse
+import time
 
 TASKS = 50_000
 
@@ -90,15 +92,62 @@ def profile_startup(repeats: int = 5) -> None:
         )
 
 
+def profile_shm_write(mb: int = 400) -> None:
+    """How fast a buffer can be written into /dev/shm here, by method (W6's floor)."""
+    import mmap
+    import os
+    import threading
+
+    data = memoryview(bytearray(b"\x01") * (mb * 2**20))
+    size = data.nbytes
+
+    def by_write(fd: int) -> None:
+        os.write(fd, data)
+
+    def by_mmap(fd: int) -> None:
+        os.ftruncate(fd, size)
+        with mmap.mmap(fd, size) as mapping:
+            mapping[:] = data
+
+    def by_two_threads(fd: int) -> None:
+        os.ftruncate(fd, size)
+        half = size // 2
+        other = threading.Thread(target=os.pwrite, args=(fd, data[half:], half))
+        other.start()
+        os.pwrite(fd, data[:half], 0)
+        other.join()
+
+    print(f"writing {mb} MB into a new /dev/shm file, best of 5:")
+    for label, write in [
+        ("os.write (what pel does)", by_write),
+        ("mmap + copy", by_mmap),
+        ("two threads, pwrite", by_two_threads),
+    ]:
+        best = float("inf")
+        for i in range(5):
+            path = f"/dev/shm/pel-profile-{os.getpid()}-{i}"
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+            try:
+                start = time.perf_counter()
+                write(fd)
+                best = min(best, time.perf_counter() - start)
+            finally:
+                os.close(fd)
+                os.unlink(path)
+        print(f"  {label:26} {size / best / 1e9:5.2f} GB/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile")
-    parser.add_argument("what", choices=["tasks", "startup"])
+    parser.add_argument("what", choices=["tasks", "startup", "shmwrite"])
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
     if args.what == "tasks":
         profile_tasks(args.top)
-    else:
+    elif args.what == "startup":
         profile_startup()
+    else:
+        profile_shm_write()
 
 
 if __name__ == "__main__":

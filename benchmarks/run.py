@@ -796,8 +796,12 @@ def main(argv: list[str] | None = None) -> int:
     done = 0
     started = time.perf_counter()
     for rep in range(repeats):
-        for unit in units:
-            for name in systems:
+        for u, unit in enumerate(units):
+            # A different order for each (repeat, workload): a run right after
+            # a heavy peer (Ray's daemons shutting down, say) is not always the
+            # same system's, so the median is not biased against one.
+            shift = (rep + u) % len(systems)
+            for name in systems[shift:] + systems[:shift]:
                 if not installed[name]:
                     if rep == 0:
                         runs.append(
