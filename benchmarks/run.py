@@ -170,8 +170,37 @@ def _w5(name: str, n: int, s: wl.Sizes, rate: float, mode: str) -> dict[str, Any
     }
 
 
+_SAMPLER = """
+import sys, psutil
+root, interval = psutil.Process(int(sys.argv[1])), float(sys.argv[2])
+me = psutil.Process()
+import select
+peak = 0
+while not select.select([sys.stdin], [], [], interval)[0]:
+    total = 0
+    try:
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        procs = []
+    for p in procs:
+        if p.pid != me.pid:
+            try:
+                total += p.memory_full_info().pss
+            except psutil.Error:
+                pass
+    peak = max(peak, total)
+print(peak, flush=True)
+"""
+
+
 class PeakPss:
-    """Samples the PSS of this process and all its descendants; keeps the peak."""
+    """The peak PSS of this process and all its descendants while in the block.
+
+    Sampled every ``interval`` by a separate process: psutil reads and parses
+    each process's smaps in Python, and doing that in a thread of the measured
+    process took its GIL from the system under test (most from the systems
+    that use the GIL most, pel first among them).
+    """
 
     def __init__(self, interval: float = 0.02) -> None:
         import psutil
@@ -180,32 +209,37 @@ class PeakPss:
         self.me = psutil.Process()
         self.interval = interval
         self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._sampler: subprocess.Popen[str] | None = None
 
     def sample(self) -> int:
+        """One sample, taken here (outside the timed part)."""
         total = 0
         procs = [self.me]
         with contextlib.suppress(self.psutil.Error):
             procs += self.me.children(recursive=True)
         for p in procs:
+            if self._sampler is not None and p.pid == self._sampler.pid:
+                continue
             with contextlib.suppress(self.psutil.Error):
                 total += p.memory_full_info().pss
         self.peak = max(self.peak, total)
         return total
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.sample()
-
     def __enter__(self) -> PeakPss:
         self.sample()
-        self._thread.start()
+        self._sampler = subprocess.Popen(
+            [sys.executable, "-c", _SAMPLER, str(os.getpid()), str(self.interval)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        assert self._sampler is not None
+        out, _ = self._sampler.communicate("stop\n", timeout=60)
+        self.peak = max(self.peak, int(out.strip() or 0))
+        self._sampler = None
         self.sample()
 
 
