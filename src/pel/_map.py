@@ -152,6 +152,9 @@ class MapRun:
         # The consumer fills from its thread; shutdown() drains from its own.
         self._lock = threading.RLock()
         self._draining = False
+        #: Its results were closed (or ended): nothing more is read or sent,
+        #: at shutdown either (an endless input is never drained).
+        self._closed = False
         try:
             self._fill()
         except BaseException:
@@ -160,6 +163,7 @@ class MapRun:
 
     def _cancel_inflight(self) -> None:
         with self._lock:
+            self._closed = True
             pending = list(self._inflight)
         for future in pending:
             # Running chunks finish (killing their workers would cost more).
@@ -211,6 +215,8 @@ class MapRun:
 
     def _fill(self) -> None:
         with self._lock:
+            if self._closed:
+                return
             limit = WINDOW_PER_WORKER * self._workers
             held = HELD_PER_WORKER * self._workers
             unfinished = sum(1 for f in self._inflight if not f.done())
@@ -232,6 +238,8 @@ class MapRun:
         rest of the input, so a map over an endless one must be closed first.
         """
         with self._lock:
+            if self._closed:
+                return
             self._draining = True
             self._fill()
 

@@ -121,6 +121,18 @@ def test_map_endless_input_auto_chunks_stay_bounded(ex: pel.Executor) -> None:
     assert items.taken < 1_000_000
 
 
+def test_a_closed_map_is_not_drained_at_shutdown(make_executor: Any) -> None:
+    """shutdown() submits the rest of every map still open; a closed one is
+    not open (over an endless input, draining it ran out of memory)."""
+    items = Counted(itertools.islice(itertools.count(), 3_000_000))  # ends if drained
+    ex = make_executor(2)
+    out = ex.map(identity, items)
+    assert next(out) == 0
+    out.close()
+    ex.shutdown()
+    assert items.taken < 1_000_000
+
+
 @pytest.mark.parametrize("chunksize", CHUNKSIZES)
 def test_map_raises_the_function_error_at_its_position_then_goes_on(
     ex: pel.Executor, chunksize: int | str

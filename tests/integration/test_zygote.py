@@ -26,11 +26,12 @@ pytestmark = pytest.mark.skipif(
 RUN_TIMEOUT = 60
 
 
-def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def run(args: list[str], cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env.pop("PYTHONSTARTUP", None)
     return subprocess.run(
         [sys.executable, *args],
+        input=stdin,
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -77,18 +78,7 @@ def test_a_module_run_with_dash_m_is_imported_by_name(tmp_path: Path) -> None:
 
 
 def test_a_script_read_from_stdin_sends_its_functions_by_value(tmp_path: Path) -> None:
-    env = dict(os.environ)
-    env.pop("PYTHONSTARTUP", None)
-    done = subprocess.run(
-        [sys.executable, "-"],
-        input=GUARDED,
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        check=False,
-    )
+    done = run(["-"], tmp_path, stdin=GUARDED)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["285", "7"]
 
