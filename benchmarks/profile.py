@@ -1,6 +1,7 @@
 """Where pel's time goes: the profiles docs/benchmarks.md quotes.
 
     python -m benchmarks.profile tasks     # per-function CPU per task of W1 (needs yappi)
+    python -m benchmarks.profile graph     # the same for W7's tree
     python -m benchmarks.profile startup   # W8's pieces: imports, start + first task, shutdown
     python -m benchmarks.profile shmwrite  # W6's floor: writing 400 MB into /dev/shm
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 TASKS = 50_000
 
@@ -21,7 +23,18 @@ def noop(x: int) -> int:
     return x
 
 
+def _print_profile(stats: Any, tasks: int, top: int) -> None:
+    stats.sort("tsub")
+    total = sum(s.tsub for s in stats)
+    print(f"parent CPU under yappi: {total / tasks * 1e6:.1f} us/task (inflated by profiling)")
+    print(f"{'share':>6} {'self us':>8} {'calls':>8}  function")
+    for s in list(stats)[:top]:
+        per_task = s.tsub / tasks * 1e6
+        print(f"{s.tsub / total:6.1%} {per_task:8.2f} {s.ncall:8d}  {s.full_name[-70:]}")
+
+
 def profile_tasks(top: int) -> None:
+    """W1's shape: 10,000 no-op submits at a time, 50,000 in all."""
     import yappi
 
     import pel
@@ -35,14 +48,31 @@ def profile_tasks(top: int) -> None:
             for future in futures:
                 future.result()
         yappi.stop()
-    stats = yappi.get_func_stats()
-    stats.sort("tsub")
-    total = sum(s.tsub for s in stats)
-    print(f"parent CPU under yappi: {total / TASKS * 1e6:.1f} us/task (inflated by profiling)")
-    print(f"{'share':>6} {'self us':>8} {'calls':>8}  function")
-    for s in list(stats)[:top]:
-        per_task = s.tsub / TASKS * 1e6
-        print(f"{s.tsub / total:6.1%} {per_task:8.2f} {s.ncall:8d}  {s.full_name[-70:]}")
+    _print_profile(yappi.get_func_stats(), TASKS, top)
+
+
+def profile_graph(top: int) -> None:
+    """W7's tree (8,191 tasks, futures as arguments), 5 times."""
+    import yappi
+
+    import pel
+
+    from . import workloads as wl
+
+    def tree(ex: pel.Executor, leaves: int) -> Any:
+        level: list[Any] = [ex.submit(wl.leaf, i) for i in range(leaves)]
+        while len(level) > 1:
+            level = [ex.submit(wl.add, a, b) for a, b in zip(level[::2], level[1::2], strict=True)]
+        return level[0].result()
+
+    with pel.Executor(2) as ex:
+        tree(ex, 256)
+        yappi.set_clock_type("cpu")
+        yappi.start()
+        for _ in range(5):
+            tree(ex, 4096)
+        yappi.stop()
+    _print_profile(yappi.get_func_stats(), 5 * 8191, top)
 
 
 _STARTUP = """
@@ -139,11 +169,13 @@ def profile_shm_write(mb: int = 400) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile")
-    parser.add_argument("what", choices=["tasks", "startup", "shmwrite"])
+    parser.add_argument("what", choices=["tasks", "graph", "startup", "shmwrite"])
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
     if args.what == "tasks":
         profile_tasks(args.top)
+    elif args.what == "graph":
+        profile_graph(args.top)
     elif args.what == "startup":
         profile_startup()
     else:
