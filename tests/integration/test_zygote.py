@@ -141,6 +141,11 @@ def test_an_unguarded_script_fails_fast_with_advice(tmp_path: Path) -> None:
     assert "if __name__ == '__main__':" in done.stderr  # the server's own error
 
 
+def test_workers_read_no_terminal_input() -> None:
+    with pel.Executor(1) as ex:
+        assert ex.submit(os.readlink, "/proc/self/fd/0").result() == os.devnull
+
+
 def server_of(ex: pel.Executor) -> int:
     """The fork server's pid: the parent of the workers."""
     (pid,) = {_parent(worker) for worker in ex.worker_pids()}

@@ -265,6 +265,11 @@ def serve() -> None:
     """The zygote's main loop (see the module docstring)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    # Workers read no terminal input (as multiprocessing's children): the
+    # zygote's stdin, which each fork inherits, is /dev/null.
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
     sock = _socket.socket(fileno=_SOCKET_FD)
     _import_main(sock.recv(1 << 16))
     import ctypes  # noqa: F401  (each worker's prctl needs it)
