@@ -1,6 +1,6 @@
 """``pel.Executor``: the façade users hold.
 
-It validates input, turns a call into a :class:`~pel._runtime.Record` (pickled
+It validates input, turns a call into a :class:`~pel._record.Record` (pickled
 here, in the caller's thread, for backends that pickle, so an unpicklable
 argument fails at ``submit`` and names itself), and hands it to the runtime.
 It owns nothing the runtime thread touches.
@@ -34,8 +34,9 @@ from ._errors import (
 )
 from ._futures import Future, FutureFoundError
 from ._map import MapRun
+from ._record import Prepared, Record
 from ._refs import ObjectRef
-from ._runtime import Prepared, Record, Runtime
+from ._runtime import Runtime
 from ._task import (
     DEFAULT_RETRIES,
     DEFAULT_RETRY_DELAY,

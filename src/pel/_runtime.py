@@ -24,12 +24,13 @@ import threading
 import time
 from _thread import RLock
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import InvalidStateError
-from typing import Any, NamedTuple
+from typing import Any
 
 from ._errors import WorkerCrashedError
 from ._futures import FINISHED, PENDING, RUNNING, Future
+from ._record import Record
 from ._settle import (
     cancel,
     claim,
@@ -39,10 +40,8 @@ from ._settle import (
     lost_error,
     notify_cancelled,
 )
-from ._task import TaskOptions, TaskPolicy
 from .backends.base import (
     ISOLATE,
-    TIMED,
     Backend,
     Call,
     Completed,
@@ -79,7 +78,7 @@ from .scheduler import (
 )
 from .transport import serialize
 
-__all__ = ["Prepared", "Record", "Runtime"]
+__all__ = ["Runtime"]
 
 
 #: ``TaskSpec(*fields)`` without the Python-level ``__new__`` every NamedTuple
@@ -89,51 +88,6 @@ _task_spec = functools.partial(tuple.__new__, TaskSpec)
 #: Worker processes in a row that may die before starting up (an import that
 #: fails in them, say) before the executor gives up instead of restarting more.
 MAX_FAILED_STARTS = 10
-
-
-class Prepared(NamedTuple):
-    """What every task of one function shares, worked out once per function
-    (at its first submit, or once per ``map``)."""
-
-    fn: Callable[..., Any]
-    #: The ``@pel.task`` options it came with, if any.
-    options: TaskOptions | None
-    fn_id: int
-    #: The function pickled once, for backends that pickle.
-    blob: bytes | None
-    name: str
-    priority: int
-    policy: TaskPolicy
-
-
-class Record:
-    """What the runtime keeps for a task until it is final."""
-
-    __slots__ = ("deps", "error", "flags", "future", "items", "payload", "task")
-
-    def __init__(
-        self,
-        future: Future[Any],
-        task: Prepared,
-        payload: Any,
-        deps: Sequence[Future[Any]],
-        items: int = 0,
-    ) -> None:
-        self.future = future
-        self.task = task
-        self.payload = payload
-        #: The futures it waits for; an empty tuple (shared, not a new list) if none.
-        self.deps = deps
-        #: Items in a map chunk; 0 for a single call.
-        self.items = items
-        #: How the worker should run it (backends.base.TIMED, ISOLATE).
-        self.flags = TIMED if task.policy.timeout is not None else 0
-        #: A failure held back while the scheduler decides whether to retry.
-        self.error: BaseException | None = None
-
-    @property
-    def chunk(self) -> bool:
-        return self.items > 0
 
 
 class Runtime:
