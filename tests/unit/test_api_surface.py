@@ -178,3 +178,10 @@ def test_forbidden_matches_modules_and_submodules_only() -> None:
     assert not forbidden("timeit")
     assert not forbidden("pel._errors")
     assert not forbidden("pel.scheduler.policy")
+
+
+def test_lazy_error_names_match_the_error_module() -> None:
+    """pel lists its errors itself (to import them lazily); the lists must agree."""
+    from pel import _errors
+
+    assert sorted(pel._ERRORS) == sorted(_errors.__all__)
