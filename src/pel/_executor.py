@@ -206,7 +206,7 @@ class Executor(concurrent.futures.Executor):
         #: What submit needs of each function, by id(function): a repeat
         #: submit of the same function is one dict lookup (it holds the
         #: function, so the id is not reused while the entry lives).
-        self._prepared: dict[int, Prepared] = {}
+        self._prepared: dict[int, tuple[Callable[..., Any], Prepared]] = {}
         options = BackendOptions(
             max_workers,
             initializer,
@@ -256,12 +256,13 @@ class Executor(concurrent.futures.Executor):
         The arguments are typed ``Any`` on purpose: a ``Future[T]`` may stand
         wherever ``fn`` takes a ``T``, which a ``ParamSpec`` cannot express.
         """
-        prepared = self._prepared.get(id(fn))
-        if (
-            prepared is None
-            or prepared.fn is not fn
-            or (prepared.options is not None and prepared.options is not _options_of(fn))
-        ):
+        # Keyed by the function as given: a @pel.task wrapper's Prepared holds
+        # the function it wraps, so it is compared to the wrapper kept here.
+        entry = self._prepared.get(id(fn))
+        if entry is None or entry[0] is not fn:
+            return self._submit_first(fn, args, kwargs)
+        prepared = entry[1]
+        if prepared.options is not None and prepared.options is not _options_of(fn):
             return self._submit_first(fn, args, kwargs)
         name = prepared.name
         payload, deps = self._encode(name, args, kwargs)
@@ -290,7 +291,7 @@ class Executor(concurrent.futures.Executor):
         )
         if len(self._prepared) >= _FUNCTIONS_KEPT:
             self._prepared.clear()
-        self._prepared[id(fn)] = prepared
+        self._prepared[id(fn)] = (fn, prepared)
         with self._lock:
             self._check_open()
             future: Future[R] = Future(self._runtime, next(self._keys), name)
