@@ -81,3 +81,19 @@ def wait_then_describe(path: str, array: Any) -> tuple[str | None, bool, float]:
 
     wait_for_file(path)
     return describe(array)
+
+
+def imported_by_hint(blob: Any) -> bool:
+    """Was ``blob``'s module imported by pel's preload hint (before this call)?"""
+    import sys
+
+    return bool(sys.modules[type(blob).__module__].IMPORTED_BY_HINT)
+
+
+def native_threads() -> tuple[dict[str, str | None], int]:
+    """The thread-pool variables here, and this process's threads after numpy loaded."""
+    import numpy  # noqa: F401  (its BLAS starts its thread pool as it loads)
+
+    from pel.backends.processes.native_threads import VARIABLES
+
+    return {name: os.environ.get(name) for name in VARIABLES}, len(os.listdir("/proc/self/task"))

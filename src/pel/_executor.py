@@ -51,6 +51,7 @@ from ._task import (
 )
 from .backends import load_backend
 from .backends.base import BackendOptions
+from .backends.processes.native_threads import usable_cores
 from .transport import serialize
 
 __all__ = ["Executor"]
@@ -59,13 +60,6 @@ R = TypeVar("R")
 
 #: Functions remembered (and kept alive) per executor, so each is pickled once.
 _FUNCTIONS_KEPT = 1024
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 class _FunctionTable:
@@ -136,7 +130,11 @@ class Executor(concurrent.futures.Executor):
     ``worker_memory_limit`` (bytes, or a string such as ``"2GiB"``) of
     resident memory: past it after a task, the worker retires (its queued
     tasks go to the others); past 1.5 times it during a task (checked every
-    0.1 s), the worker is killed, a crash for that task.
+    0.1 s), the worker is killed, a crash for that task. ``inner_threads``
+    (processes backend): the threads each worker's native libraries (BLAS,
+    OpenMP, numexpr) may start, set through ``OMP_NUM_THREADS`` and its
+    kin; default cores / workers, at least 1, leaving alone any of those
+    variables already set in the environment.
 
     The data plane (processes backend): buffers of at least ``shm_threshold``
     bytes (default 1 MiB) in arguments and results travel through shared
@@ -163,11 +161,12 @@ class Executor(concurrent.futures.Executor):
         shm_threshold: int | None = None,
         shm_limit: int | None = None,
         spill_dir: str | os.PathLike[str] | Literal[False] | None = None,
+        inner_threads: int | None = None,
     ) -> None:
         backend_cls = load_backend(backend)
         _check_data_plane(shm_threshold, shm_limit, spill_dir)
         if max_workers is None:
-            cores = _cpu_count()
+            cores = usable_cores()
             max_workers = {"threads": min(32, cores + 4), "inline": 1}.get(backend, cores)
         elif not isinstance(max_workers, int) or isinstance(max_workers, bool):
             raise OptionError(f"max_workers must be an int, got {max_workers!r}")
@@ -183,6 +182,7 @@ class Executor(concurrent.futures.Executor):
             ("mp_context", mp_context),
             ("max_tasks_per_worker", max_tasks_per_worker),
             ("worker_memory_limit", worker_memory_limit),
+            ("inner_threads", inner_threads),
         ]:
             if value is not None and backend != "processes":
                 raise OptionError(
@@ -194,6 +194,10 @@ class Executor(concurrent.futures.Executor):
                 raise OptionError(
                     f"max_tasks_per_worker must be at least 1, got {max_tasks_per_worker}"
                 )
+        if inner_threads is not None:
+            check_retries(inner_threads, "inner_threads")
+            if inner_threads < 1:
+                raise OptionError(f"inner_threads must be at least 1, got {inner_threads}")
         memory_limit = None if worker_memory_limit is None else parse_size(worker_memory_limit)
         timeout = None if task_timeout is None else check_timeout(task_timeout, "task_timeout")
         self._policy = TaskPolicy(
@@ -217,6 +221,7 @@ class Executor(concurrent.futures.Executor):
             shm_threshold=shm_threshold,
             shm_limit=shm_limit,
             spill_dir=spill_dir,
+            inner_threads=inner_threads,
         )
         self._backend = backend_cls(options)
         self._backend_name = backend

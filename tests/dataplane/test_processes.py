@@ -264,3 +264,20 @@ def test_results_are_numpy_arrays_equal_to_the_task_s(ex: pel.Executor) -> None:
     wait_until(lambda: len(data_segments()) == 1)
     del value
     assert wait_until(lambda: not data_segments()), data_segments()
+
+
+def test_a_worker_imports_a_large_payload_s_modules_while_it_is_written() -> None:
+    from preload_probe import Blob
+    from shm_tasks import imported_by_hint
+
+    with pel.Executor(1) as ex:
+        assert ex.submit(identity, 1).result() == 1  # the worker is up and idle
+        assert ex.submit(imported_by_hint, Blob(bytes(8 * MB))).result() is True
+
+
+def test_a_small_payload_s_modules_are_imported_as_it_is_unpickled() -> None:
+    from preload_probe import Blob
+    from shm_tasks import imported_by_hint
+
+    with pel.Executor(1) as ex:
+        assert ex.submit(imported_by_hint, Blob(bytes(2 * MB))).result() is False

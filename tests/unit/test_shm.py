@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import pel
-from pel.transport import serialize, shm
+from pel.transport import mapping, serialize, shm, sweep
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/dev/shm")
 
@@ -32,7 +32,7 @@ def test_a_segment_is_unlinked_when_its_last_holder_goes(store: Any) -> None:
     seg = store.segment(memoryview(b"x" * MB))
     path = seg.path
     assert os.path.exists(path) and store.used() == MB
-    view = shm.map_view(path, 0, MB, seg)
+    view = mapping.map_view(path, 0, MB, seg)
     del seg
     gc.collect()
     assert os.path.exists(path), "a mapping in the owner holds its segment"
@@ -179,7 +179,7 @@ def test_segments_of_a_dead_owner_are_swept(tmp_path: Path) -> None:
     mine = tmp_path / f"pel-{os.getpid()}-abc123-{os.getpid()}-0"
     orphan.write_bytes(b"x")
     mine.write_bytes(b"x")
-    assert shm.sweep_dead_owners([str(tmp_path)], force=True) == 1
+    assert sweep.sweep_dead_owners([str(tmp_path)], force=True) == 1
     assert not orphan.exists() and mine.exists()
 
 

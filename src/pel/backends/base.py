@@ -43,6 +43,7 @@ class BackendOptions(Value):
     __slots__ = (
         "initargs",
         "initializer",
+        "inner_threads",
         "max_tasks_per_worker",
         "max_workers",
         "mp_context",
@@ -63,6 +64,7 @@ class BackendOptions(Value):
         shm_threshold: int | None = None,
         shm_limit: int | None = None,
         spill_dir: Any = None,
+        inner_threads: int | None = None,
     ) -> None:
         self.max_workers = max_workers
         self.initializer = initializer
@@ -76,6 +78,9 @@ class BackendOptions(Value):
         self.shm_threshold = shm_threshold
         self.shm_limit = shm_limit
         self.spill_dir = spill_dir
+        #: Threads each worker's native libraries may start (processes backend;
+        #: None: cores / workers): see ``backends.processes.native_threads``.
+        self.inner_threads = inner_threads
 
 
 class Call(Value):

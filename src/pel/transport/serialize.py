@@ -259,7 +259,7 @@ class Wire:
         return None
 
     def load(self) -> Any:
-        from .shm import map_view
+        from .mapping import map_view
 
         views = [map_view(p, o, n, self._segment(p)) for p, o, n in self.buffers]
         if self.data is None:
@@ -546,11 +546,15 @@ def _place(
     held: list[Segment],
     dedup: bool,
 ) -> bytes | Wire:
-    from .shm import segment_of
+    from .mapping import segment_of
 
     if not found and not held:
         return data
     owner = store.owner
+    if owner and store.announce is not None:
+        from .preload import announce_before_write
+
+        announce_before_write(store, data, found)
     segments: list[Segment] = list(held)
     buffers: list[tuple[str, int, int]] = []
     token = f"-{store.config.token}-"

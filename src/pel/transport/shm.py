@@ -12,17 +12,18 @@
     dependent task ◀──────────── the same name (the bytes never pass the parent)
 
 A **segment** is a plain file holding one buffer, written once with ``write()``
-and never changed: readers map it ``ACCESS_READ``, so an array built on it is
-read-only. Writing with ``write()`` (not into a mapping) means a full tmpfs is
-an ``ENOSPC`` error in the writer, never a ``SIGBUS``: a reader only maps a file
-that is complete. Files, not ``multiprocessing.shared_memory``: its resource
-tracker warns about and unlinks segments behind pel's back.
+and never changed: readers map it ``ACCESS_READ`` (:mod:`pel.transport.mapping`),
+so an array built on it is read-only. Writing with ``write()`` (not into a
+mapping) means a full tmpfs is an ``ENOSPC`` error in the writer, never a
+``SIGBUS``: a reader only maps a file that is complete. Files, not
+``multiprocessing.shared_memory``: its resource tracker warns about and
+unlinks segments behind pel's back.
 
 Names: ``pel-<owner pid>-<store token>-<creator pid>-<counter>``. The owner is
 the process of the executor; it alone unlinks. A worker's segments carry the
 worker's pid, so after a worker dies its parent unlinks those it never heard of
 (:meth:`Store.sweep_creator`); a later pel program unlinks those of an owner that
-is dead (:func:`sweep_dead_owners`), which is what a killed parent leaves.
+is dead (:mod:`pel.transport.sweep`), which is what a killed parent leaves.
 
 **Lifetimes** follow Python references in the owner. A :class:`Segment` unlinks
 its file when it is garbage-collected. It is referenced by every pending task's
@@ -47,7 +48,6 @@ import atexit
 import errno
 import functools
 import itertools
-import mmap
 import os
 import sys
 import threading
@@ -59,6 +59,7 @@ from .ledger import Ledger
 # and logging): workers import this module as they start.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 __all__ = [
@@ -68,8 +69,6 @@ __all__ = [
     "Store",
     "StoreConfig",
     "default_spill_dir",
-    "map_view",
-    "sweep_dead_owners",
 ]
 
 #: Buffers at least this big go to shared memory (joblib's memmapping threshold).
@@ -167,72 +166,6 @@ class Segment:
         return f"<Segment {self.path} {describe_size(self.nbytes)}>"
 
 
-class _Mapping(mmap.mmap):
-    """A read-only mapping of a segment; in the owner it keeps the Segment alive."""
-
-    segment: Segment | None
-    path: str
-
-
-#: Mappings alive in this process, by path: a segment mapped again while an
-#: earlier mapping lives reuses it (one mapping per segment per process).
-_mappings: weakref.WeakValueDictionary[str, _Mapping] = weakref.WeakValueDictionary()
-_mappings_lock = threading.Lock()
-
-
-def map_view(path: str, offset: int, nbytes: int, segment: Segment | None = None) -> memoryview:
-    """A read-only, zero-copy view of ``nbytes`` at ``offset`` of segment ``path``."""
-    with _mappings_lock:
-        mapping = _mappings.get(path)
-        if mapping is None:
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                from .._errors import SerializationError
-
-                raise SerializationError(
-                    f"pel's shared-memory segment {path} is gone: it was freed (its executor "
-                    f"shut down, or every reference to it was dropped) before this read"
-                ) from None
-            try:
-                mapping = _Mapping(fd, 0, access=mmap.ACCESS_READ)
-            finally:
-                os.close(fd)
-            mapping.segment = segment
-            mapping.path = path
-            _mappings[path] = mapping
-        elif segment is not None and mapping.segment is None:
-            mapping.segment = segment
-    return memoryview(mapping)[offset : offset + nbytes]
-
-
-def segment_of(obj: Any) -> tuple[str, int, Segment | None] | None:
-    """If ``obj``'s buffer lies in a segment mapping: (path, offset, segment).
-
-    Follows ``.base`` (numpy) and ``.obj`` (memoryview) to the mapping, then
-    compares addresses (numpy only), so a result passed on to another task goes
-    by name instead of being written again.
-    """
-    seen = obj
-    for _ in range(8):
-        nxt = getattr(seen, "base", None)
-        if nxt is None:
-            nxt = getattr(seen, "obj", None) if type(seen) is memoryview else None
-        if nxt is None:
-            return None
-        if isinstance(nxt, _Mapping):
-            try:
-                start = obj.__array_interface__["data"][0]
-                import numpy as np
-
-                base = np.frombuffer(nxt, dtype=np.uint8).__array_interface__["data"][0]
-            except (AttributeError, ImportError, TypeError, KeyError, ValueError):
-                return None
-            return nxt.path, start - base, nxt.segment
-        seen = nxt
-    return None
-
-
 def _write_file(path: str, view: memoryview) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
@@ -279,6 +212,10 @@ class Store:
         #: Owner only: segments unlinked whose bytes are being given back to the ledger.
         self._releasing: dict[str, int] = {}
         self._dedup_of: dict[str, tuple[int, int]] = {}
+        #: Owner only: told the modules a payload's pickle imports before its
+        #: large buffers are written, so that workers import them meanwhile
+        #: (:mod:`pel.transport.preload`); set by the backend.
+        self.announce: Callable[[tuple[str, ...]], None] | None = None
         self.closed = False
         if owner:
             _open_stores.add(self)
@@ -286,6 +223,8 @@ class Store:
     @classmethod
     def create(cls, threshold: int | None, limit: int | None, spill_dir: Any) -> Store:
         """The owner's store, from the executor's options (already validated)."""
+        from .sweep import sweep_dead_owners
+
         sweep_dead_owners()
         spill: str | None
         if spill_dir is False:
@@ -425,16 +364,12 @@ class Store:
         """
         key = (id(exporter), view.nbytes)
         with self._lock:
-            entry = self._dedup.get(key)
-            if entry is not None:
-                held, seg_ref = entry
-                same = (held() if type(held) is weakref.ref else held) is exporter
-                seg = seg_ref()
-                if same and seg is not None:
-                    kept = self._kept.pop(key, None)
-                    if kept is not None:
-                        self._kept[key] = kept  # now the most recently used
-                    return seg
+            seg = self._cached(key, exporter)
+            if seg is not None:
+                kept = self._kept.pop(key, None)
+                if kept is not None:
+                    self._kept[key] = kept  # now the most recently used
+                return seg
             seg = self.segment(view)
             try:
                 held = weakref.ref(exporter, functools.partial(_forget, weakref.ref(self), key))
@@ -446,6 +381,20 @@ class Store:
             self._dedup[key] = (held, weakref.ref(seg))
             self._dedup_of[seg.path] = key
             return seg
+
+    def holds(self, exporter: Any, nbytes: int) -> bool:
+        """Owner: would :meth:`deduplicated` find this buffer already written?"""
+        with self._lock:
+            return self._cached((id(exporter), nbytes), exporter) is not None
+
+    def _cached(self, key: tuple[int, int], exporter: Any) -> Segment | None:
+        entry = self._dedup.get(key)
+        if entry is None:
+            return None
+        held, seg_ref = entry
+        if (held() if type(held) is weakref.ref else held) is not exporter:
+            return None
+        return seg_ref()
 
     def _let_go_of_one_kept(self) -> bool:
         """Stop keeping the least recently used segment kept for a live object.
@@ -584,43 +533,6 @@ def _size(path: str) -> int:
         return os.stat(path).st_size
     except OSError:
         return 0
-
-
-def _alive(pid: int) -> bool:
-    from ..testing import alive
-
-    return alive(pid)
-
-
-_swept = False
-
-
-def sweep_dead_owners(directories: list[str | None] | None = None, force: bool = False) -> int:
-    """Unlink segments whose owner process is dead (a killed parent left them).
-
-    Runs once per process, when its first store is created. A pid reused by
-    an unrelated process since only delays the cleanup to a later run.
-    """
-    global _swept
-    if _swept and not force:
-        return 0
-    _swept = True
-    removed = 0
-    for directory in directories or [shm_dir(), default_spill_dir()]:
-        if directory is None:
-            continue
-        for name in _listdir(directory):
-            if not name.startswith(PREFIX):
-                continue
-            owner = name[len(PREFIX) :].split("-", 1)[0]
-            if not owner.isdigit() or int(owner) == os.getpid() or _alive(int(owner)):
-                continue
-            try:
-                os.unlink(os.path.join(directory, name))
-                removed += 1
-            except OSError:
-                pass  # another user's, or gone meanwhile
-    return removed
 
 
 #: Stores of this process still open, closed at interpreter exit. Weak: a store

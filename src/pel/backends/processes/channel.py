@@ -3,9 +3,10 @@ the little else both ends share.
 
 A frame is an 8-byte little-endian length and that many bytes of pickle.
 Parent to worker: first the worker's configuration, untagged: ``(initializer,
-initargs, max_tasks, memory_limit, store_config)``; then ``(RUN, functions,
+initargs, max_tasks, memory_limit, store_config, environment)``; then ``(RUN, functions,
 forget, calls)``, ``(STEAL, count)``,
-``(DROP, keys)``, ``(STOP,)``. Worker to parent: ``(DONE, results)``,
+``(DROP, keys)``, ``(PRELOAD, modules)`` (import these: a large payload that
+needs them is being written), ``(STOP,)``. Worker to parent: ``(DONE, results)``,
 ``(RETURNED, keys)`` (answering STEAL), ``(DROPPED, keys)``, ``(STARTED, key)``
 (a call flagged TIMED began), ``(RETIRING, keys)`` (it leaves, handing these
 back), ``(READY,)`` (started: its initializer ran), ``(INIT_FAILED, text)``.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import os
 import struct
 
-RUN, STEAL, STOP, DROP = 1, 2, 3, 4
+RUN, STEAL, STOP, DROP, PRELOAD = 1, 2, 3, 4, 5
 DONE, RETURNED, INIT_FAILED, DROPPED, STARTED, RETIRING, READY = 11, 12, 13, 14, 15, 16, 17
 
 _HEADER = struct.Struct("<Q")

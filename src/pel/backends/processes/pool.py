@@ -14,6 +14,7 @@ import os
 import pickle
 import selectors
 import sys
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from .channel import (
     DROP,
     DROPPED,
     INIT_FAILED,
+    PRELOAD,
     READY,
     RETIRING,
     RETURNED,
@@ -49,6 +51,7 @@ from .channel import (
     frame,
     resident_bytes,
 )
+from .native_threads import usable_cores, worker_environment
 from .zygote import Launcher, WorkerProcess
 
 if TYPE_CHECKING:
@@ -187,7 +190,11 @@ class ProcessesBackend(Backend):
     def __init__(self, options: BackendOptions) -> None:
         super().__init__(options)
         self._ctx = _resolve_context(options.mp_context)
-        self._launcher = Launcher()
+        #: Caps on the native thread pools of workers (see native_threads).
+        self._environment = worker_environment(
+            options.inner_threads, options.max_workers, usable_cores(), os.environ
+        )
+        self._launcher = Launcher(self._environment)
         self._init_blob = (
             serialize.dumps_function(options.initializer) if options.initializer else None
         )
@@ -202,6 +209,12 @@ class ProcessesBackend(Backend):
         self._next_id = 0
         self._closed = False
         self._sampled = 0.0
+        #: Modules workers are asked to import ahead of a large payload
+        #: (``transport.preload``): any thread announces, the coordinator sends.
+        self._preload_lock = threading.Lock()
+        self._preloading: dict[str, None] = {}
+        self._preload_unsent: list[str] = []
+        self.store.announce = self._announce
 
     # -- workers ------------------------------------------------------------------
 
@@ -212,6 +225,7 @@ class ProcessesBackend(Backend):
             self.options.max_tasks_per_worker,
             self.options.worker_memory_limit,
             self.store.config,
+            self._environment,
         )
         process: WorkerProcess | _MpProcess
         if self._ctx is None:
@@ -250,6 +264,8 @@ class ProcessesBackend(Backend):
         self._selector.register(handle.fd_in, selectors.EVENT_READ, (handle, "results"))
         self._selector.register(process.sentinel, selectors.EVENT_READ, (handle, "sentinel"))
         self._post(handle, config)  # the first frame a worker reads
+        if self._preloading:
+            self._post(handle, (PRELOAD, tuple(self._preloading)))
         return handle.id
 
     def worker_pids(self) -> list[int]:
@@ -259,6 +275,8 @@ class ProcessesBackend(Backend):
     # -- sending ------------------------------------------------------------------
 
     def send(self, worker: int, calls: list[Call]) -> None:
+        if self._preload_unsent:
+            self._send_preload()  # announced before these calls' payloads were written
         handle = self._workers.get(worker)
         if handle is None:
             return  # died meanwhile; its Exited report is on its way
@@ -375,9 +393,27 @@ class ProcessesBackend(Backend):
             handle.outbox.pop(0)
         self._watch_writable(handle, False)
 
+    def _announce(self, names: tuple[str, ...]) -> None:
+        """Any thread: a payload about to be written needs these modules."""
+        with self._preload_lock:
+            new = [name for name in names if name not in self._preloading]
+            if not new:
+                return
+            self._preloading.update(dict.fromkeys(new))
+            self._preload_unsent += new
+        self.wakeup()
+
+    def _send_preload(self) -> None:
+        with self._preload_lock:
+            names, self._preload_unsent = tuple(self._preload_unsent), []
+        for handle in self._workers.values():
+            self._post(handle, (PRELOAD, names))
+
     # -- receiving ----------------------------------------------------------------
 
     def wait(self, timeout: float | None) -> list[Report]:
+        if self._preload_unsent:
+            self._send_preload()
         reports: list[Report] = []
         busy = any(h.in_flight for h in self._workers.values())
         if busy:

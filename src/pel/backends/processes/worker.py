@@ -49,6 +49,7 @@ from .channel import (
     DROP,
     DROPPED,
     INIT_FAILED,
+    PRELOAD,
     READY,
     RETIRING,
     RETURNED,
@@ -242,6 +243,10 @@ class _Worker:
             if dropped:
                 self.queue = deque(call for call in self.queue if call[0] not in wanted)
             self.send((DROPPED, dropped))
+        elif kind == PRELOAD:
+            from ...transport.preload import import_quietly
+
+            import_quietly(message[1])
         elif kind == STOP:
             self.stopping = True
 
@@ -390,14 +395,17 @@ def mp_main(read_conn: Any, write_conn: Any) -> None:
 
 def main(read_fd: int, write_fd: int) -> None:
     """Entry point of a worker process: the first frame is its configuration,
-    ``(initializer, initargs, max_tasks, memory_limit, store_config)``."""
+    ``(initializer, initargs, max_tasks, memory_limit, store_config,
+    environment)``; ``environment`` caps native thread pools (a worker started
+    by pel's fork server has it already)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
     try:
         config = pickle.loads(read_frame(read_fd))
     except EOFError:
         os._exit(0)  # the executor closed before this worker got going
-    initializer, initargs, max_tasks, memory_limit, store_config = config
+    initializer, initargs, max_tasks, memory_limit, store_config, environment = config
+    os.environ.update(environment)
     if initializer is not None:
         try:
             init = pickle.loads(initializer)
