@@ -146,6 +146,7 @@ class MapRun:
         self._exhausted = False
         self._input_error: BaseException | None = None
         self._item_seconds: float | None = None
+        self._timed: tuple[float, float] | None = None  # see policy.timed_items
         self._inflight: deque[Future[Any]] = deque()
         #: Index of the first item and number of items of each chunk in flight.
         self._spans: dict[Future[Any], tuple[int, int]] = {}
@@ -311,7 +312,8 @@ class MapRun:
                     continue
                 values, errors, seconds = future.result()
                 if values:
-                    self._item_seconds = policy.smooth(self._item_seconds, seconds / len(values))
+                    self._timed = policy.timed_items(self._timed, seconds, len(values))
+                    self._item_seconds = self._timed[0] / self._timed[1]
                 self._fill()
                 yield values if errors is None else _ItemsWithErrors(values, errors, first)
             if self._input_error is not None:

@@ -13,11 +13,13 @@ from pel.scheduler.policy import (
     INITIAL_PREFETCH,
     MAX_CHUNK,
     MAX_PREFETCH,
+    MIN_TAIL_SECONDS,
     SMOOTHING,
     TARGET_CHUNK_SECONDS,
     chunk_size,
     prefetch_depth,
     smooth,
+    timed_items,
 )
 
 # -- smooth --------------------------------------------------------------------------
@@ -137,24 +139,37 @@ def test_chunk_at_least_one() -> None:
 
 @pytest.mark.parametrize(
     ("remaining", "workers", "expected"),
-    [(1000, 4, 125), (1001, 4, 126), (16, 8, 1), (17, 8, 2), (10, 1, 5), (3, 2, 1)],
+    [(100_000, 4, 12_500), (100_001, 4, 12_501), (200_000, 2, 20_000), (20_000, 2, 5_000)],
 )
 def test_chunk_limited_by_remaining(remaining: int, workers: int, expected: int) -> None:
     assert chunk_size(1e-6, workers, remaining) == expected
-    assert expected == math.ceil(remaining / (2 * workers))
+    target, share = int(TARGET_CHUNK_SECONDS / 1e-6), math.ceil(remaining / (2 * workers))
+    assert expected == min(target, share)
+
+
+@pytest.mark.parametrize(
+    ("remaining", "expected"), [(10_000, 2_000), (2_001, 2_000), (1_500, 1_500)]
+)
+def test_the_tail_does_not_shrink_below_its_floor(remaining: int, expected: int) -> None:
+    # 1 us items: the guided share would be remaining / 8, but a chunk is
+    # never less than MIN_TAIL_SECONDS of work (2,000 items), unless fewer remain.
+    assert int(MIN_TAIL_SECONDS / 1e-6) == 2_000
+    assert chunk_size(1e-6, 4, remaining) == expected
 
 
 def test_chunk_zero_workers_counts_as_one() -> None:
-    assert chunk_size(1e-6, 0, 10) == 5
+    assert chunk_size(1e-4, 0, 100) == 50
 
 
-def test_chunk_never_more_than_guided_share() -> None:
+def test_chunk_never_more_than_guided_share_or_floor() -> None:
     for item in (None, 1e-9, 1e-6, 1e-4, 1e-2, 1.0):
         for workers in (1, 2, 3, 8, 64):
             for remaining in (0, 1, 2, 7, 100, 999, 12_345, 10**7):
                 size = chunk_size(item, workers, remaining)
                 assert 1 <= size <= MAX_CHUNK
-                assert size <= max(1, math.ceil(remaining / (2 * workers))), (
+                floor = 1 if item is None else int(MIN_TAIL_SECONDS / item)
+                share = math.ceil(remaining / (2 * workers))
+                assert size <= max(1, min(remaining, max(share, floor))), (
                     item,
                     workers,
                     remaining,
@@ -172,8 +187,26 @@ def test_chunks_shrink_toward_the_end() -> None:
         remaining -= size
     assert sizes == sorted(sizes, reverse=True)
     assert sizes[0] == 12_500
-    assert sizes[-1] == 1
+    assert all(size == 2_000 for size in sizes[-5:-1])  # the floor, then what is left
+    assert len(sizes) < 40  # without the floor: 56, down to chunks of 1 item
     assert sum(sizes) == 100_000
+
+
+def test_timed_items_weighs_chunks_by_their_items() -> None:
+    # Six one-item probes at 1 us (mostly fixed cost), then a chunk of
+    # 20,000 items at 0.1 us each: the estimate follows the chunk.
+    totals = None
+    for _ in range(6):
+        totals = timed_items(totals, 1e-6, 1)
+    totals = timed_items(totals, 20_000 * 1e-7, 20_000)
+    assert totals[0] / totals[1] == pytest.approx(1e-7, rel=0.01)
+
+
+def test_timed_items_forgets_old_chunks() -> None:
+    totals = timed_items(None, 1.0, 100)  # 10 ms an item
+    for _ in range(30):
+        totals = timed_items(totals, 0.1, 100)  # then 1 ms
+    assert totals[0] / totals[1] == pytest.approx(1e-3, rel=0.01)
 
 
 def test_policy_constants_are_sane() -> None:

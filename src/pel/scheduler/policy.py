@@ -21,6 +21,9 @@ SMOOTHING = 0.2
 #: overhead is a few percent, short enough to balance.
 TARGET_CHUNK_SECONDS = 0.02
 MAX_CHUNK = 50_000
+#: Chunks shrink toward the end of a map, but not below this much work: a
+#: smaller one costs more in its round trip than it can save in balance.
+MIN_TAIL_SECONDS = 0.002
 #: Before an item has been timed, chunks are single items: probes that cost
 #: one round trip each and never lump several long items together.
 INITIAL_CHUNK = 1
@@ -31,6 +34,23 @@ def smooth(previous: float | None, sample: float) -> float:
     if previous is None:
         return sample
     return previous + SMOOTHING * (sample - previous)
+
+
+def timed_items(
+    totals: tuple[float, float] | None, seconds: float, items: int
+) -> tuple[float, float]:
+    """Decayed totals ``(seconds, items)`` of the map chunks timed so far;
+    their ratio is the time per item.
+
+    Weighted by items, not by chunk: a one-item probe, whose time is mostly
+    the fixed cost of a chunk, must not weigh as much as a chunk of 20,000
+    (averaged per chunk, the probes kept chunks 10x too small for thousands
+    of items after).
+    """
+    if totals is None:
+        return seconds, float(items)
+    keep = 1.0 - SMOOTHING
+    return totals[0] * keep + seconds, totals[1] * keep + items
 
 
 def prefetch_depth(task_seconds: float | None, overhead_seconds: float) -> int:
@@ -58,14 +78,16 @@ def chunk_size(
     When the number of items left is known (the input is exhausted, or has a
     length), no chunk takes more than ``remaining / (2 * workers)``, so the
     chunks shrink toward the end and no worker is left with a long tail
-    (guided self-scheduling).
+    (guided self-scheduling); but not below ``MIN_TAIL_SECONDS`` of work.
     """
     if item_seconds is None:
         size = INITIAL_CHUNK
     else:
         size = int(TARGET_CHUNK_SECONDS / max(item_seconds, 1e-9))
     if remaining is not None:
-        size = min(size, math.ceil(remaining / (2 * max(workers, 1))))
+        floor = 1 if item_seconds is None else int(MIN_TAIL_SECONDS / max(item_seconds, 1e-9))
+        share = math.ceil(remaining / (2 * max(workers, 1)))
+        size = min(size, max(floor, share), remaining)
     return max(1, min(size, max_chunk))
 
 
