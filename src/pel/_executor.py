@@ -16,6 +16,7 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import os
+import pickle
 import sys
 import threading
 import weakref
@@ -92,6 +93,12 @@ class _FunctionTable:
             if len(self._entries) > _FUNCTIONS_KEPT:
                 self._entries.popitem(last=False)
         return fn_id, blob
+
+
+#: Argument types whose pickle holds nothing but themselves.
+_SCALARS = frozenset({int, float, str, bool, type(None)})
+#: The payload of a call of n distinct futures, by n (see Executor._futures_only).
+_FUTURES_ONLY: dict[int, bytes] = {}
 
 
 def _name_of(fn: Callable[..., Any]) -> str:
@@ -344,6 +351,17 @@ class Executor(concurrent.futures.Executor):
             new_args, new_kwargs, deps = _arguments.extract(args, kwargs, Future)
             self._check_owner(name, deps)
             return (new_args, new_kwargs), deps
+        if not kwargs:
+            # The two commonest calls, cut short: scalars only (nothing in them
+            # can go out of band or name __main__), and a graph node whose
+            # arguments are all distinct futures (its payload is one per arity).
+            if _SCALARS.issuperset(map(type, args)):
+                return pickle.dumps((args, kwargs), serialize.PROTOCOL), ()
+            payload = self._futures_only(args)
+            if payload is not None:
+                deps = list(args)
+                self._check_owner(name, deps)
+                return payload, deps
         # A future as a plain argument (a task graph) is seen at C speed; one
         # deeper down makes the pickler raise FutureFoundError.
         if Future not in map(type, args) and (
@@ -380,6 +398,21 @@ class Executor(concurrent.futures.Executor):
             raise
         except Exception as exc:
             raise serialize.describe_failure(name, new_args, new_kwargs, exc) from None
+
+    def _futures_only(self, args: tuple[Any, ...]) -> bytes | None:
+        """The payload of a call whose arguments are distinct futures, all of
+        them, as :func:`_arguments.place` would make it; else None."""
+        for arg in args:
+            if type(arg) is not Future:
+                return None
+        n = len(args)
+        if n > 1 and (args[0] is args[1] if n == 2 else len(set(map(id, args))) < n):
+            return None
+        payload = _FUTURES_ONLY.get(n)
+        if payload is None:
+            places = tuple(i for position in range(n) for i in (position, position))
+            payload = _FUTURES_ONLY[n] = pickle.dumps(((None,) * n, {}, places), 5)
+        return payload
 
     def _check_owner(self, name: str, deps: list[Future[Any]]) -> None:
         for dep in deps:
