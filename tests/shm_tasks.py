@@ -90,6 +90,19 @@ def imported_by_hint(blob: Any) -> bool:
     return bool(sys.modules[type(blob).__module__].IMPORTED_BY_HINT)
 
 
+def has_module(name: str) -> bool:
+    import sys
+
+    return name in sys.modules
+
+
+def initial_environment() -> dict[str, str]:
+    """The environment this process started with (a forked worker: its fork server's)."""
+    with open("/proc/self/environ", "rb") as f:
+        pairs = [item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item]
+    return {k.decode(): v.decode() for k, v in pairs}
+
+
 def native_threads() -> tuple[dict[str, str | None], int]:
     """The thread-pool variables here, and this process's threads after numpy loaded."""
     import numpy  # noqa: F401  (its BLAS starts its thread pool as it loads)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import os
-import pickle
 import sys
 import threading
 import weakref
@@ -25,9 +24,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Literal, TypeVar
 
 from . import _arguments, _refs
+from ._encode import encode_call
 from ._errors import (
     ExecutorShutdownError,
-    ForeignFutureError,
     OptionError,
     SerializationError,
     SharedMemoryError,
@@ -51,8 +50,7 @@ from ._task import (
     split_options,
 )
 from .backends import load_backend
-from .backends.base import BackendOptions
-from .backends.processes.native_threads import usable_cores
+from .backends.base import BackendOptions, usable_cores
 from .transport import serialize
 
 __all__ = ["Executor"]
@@ -93,12 +91,6 @@ class _FunctionTable:
             if len(self._entries) > _FUNCTIONS_KEPT:
                 self._entries.popitem(last=False)
         return fn_id, blob
-
-
-#: Argument types whose pickle holds nothing but themselves.
-_SCALARS = frozenset({int, float, str, bool, type(None)})
-#: The payload of a call of n distinct futures, by n (see Executor._futures_only).
-_FUTURES_ONLY: dict[int, bytes] = {}
 
 
 def _name_of(fn: Callable[..., Any]) -> str:
@@ -201,10 +193,12 @@ class Executor(concurrent.futures.Executor):
                 raise OptionError(
                     f"max_tasks_per_worker must be at least 1, got {max_tasks_per_worker}"
                 )
-        if inner_threads is not None:
-            check_retries(inner_threads, "inner_threads")
-            if inner_threads < 1:
-                raise OptionError(f"inner_threads must be at least 1, got {inner_threads}")
+        if inner_threads is not None and (
+            not isinstance(inner_threads, int)
+            or isinstance(inner_threads, bool)
+            or inner_threads < 1
+        ):
+            raise OptionError(f"inner_threads must be an int >= 1, got {inner_threads!r}")
         memory_limit = None if worker_memory_limit is None else parse_size(worker_memory_limit)
         timeout = None if task_timeout is None else check_timeout(task_timeout, "task_timeout")
         self._policy = TaskPolicy(
@@ -344,83 +338,7 @@ class Executor(concurrent.futures.Executor):
     def _encode(
         self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[Any, Sequence[Future[Any]]]:
-        store = self._backend.store
-        if not self._backend.pickles:
-            if _refs.made:  # an ObjectRef stands for its object: put it in place
-                args, kwargs = _arguments.replace(args, kwargs, ObjectRef, ObjectRef._get)
-            new_args, new_kwargs, deps = _arguments.extract(args, kwargs, Future)
-            self._check_owner(name, deps)
-            return (new_args, new_kwargs), deps
-        if not kwargs:
-            # The two commonest calls, cut short: scalars only (nothing in them
-            # can go out of band or name __main__), and a graph node whose
-            # arguments are all distinct futures (its payload is one per arity).
-            if _SCALARS.issuperset(map(type, args)):
-                return pickle.dumps((args, kwargs), serialize.PROTOCOL), ()
-            payload = self._futures_only(args)
-            if payload is not None:
-                deps = list(args)
-                self._check_owner(name, deps)
-                return payload, deps
-        # A future as a plain argument (a task graph) is seen at C speed; one
-        # deeper down makes the pickler raise FutureFoundError.
-        if Future not in map(type, args) and (
-            not kwargs or Future not in map(type, kwargs.values())
-        ):
-            try:
-                return serialize.dumps_oob((args, kwargs), store), ()
-            except FutureFoundError:
-                pass  # the call has futures in it: find them, then pickle again
-            except SharedMemoryError:
-                raise  # it names the size and the limit; the arguments are fine
-            except Exception as exc:
-                raise serialize.describe_failure(name, args, kwargs, exc) from None
-        placed = _arguments.place(args, kwargs, Future)
-        if placed is not None:
-            # Futures as plain arguments: the worker puts their values in
-            # place, so the pickle holds no placeholder (see _arguments.place).
-            new_args, places, deps = placed
-            new_kwargs = kwargs
-        else:
-            new_args, new_kwargs, deps = _arguments.extract(args, kwargs, Future)
-        self._check_owner(name, deps)
-        try:
-            if placed is not None:
-                return serialize.dumps_oob((new_args, new_kwargs, places), store), deps
-            return serialize.dumps_oob((new_args, new_kwargs), store), deps
-        except FutureFoundError as found:
-            raise SerializationError(
-                f"task {name!r}: a pel future is nested inside an object pel does not look "
-                f"into ({found.args[0]!r}); futures are dependencies only as arguments or in "
-                f"lists, tuples, sets and dict values. Pass it as an argument of its own."
-            ) from None
-        except SharedMemoryError:
-            raise
-        except Exception as exc:
-            raise serialize.describe_failure(name, new_args, new_kwargs, exc) from None
-
-    def _futures_only(self, args: tuple[Any, ...]) -> bytes | None:
-        """The payload of a call whose arguments are distinct futures, all of
-        them, as :func:`_arguments.place` would make it; else None."""
-        for arg in args:
-            if type(arg) is not Future:
-                return None
-        n = len(args)
-        if n > 1 and (args[0] is args[1] if n == 2 else len(set(map(id, args))) < n):
-            return None
-        payload = _FUTURES_ONLY.get(n)
-        if payload is None:
-            places = tuple(i for position in range(n) for i in (position, position))
-            payload = _FUTURES_ONLY[n] = pickle.dumps(((None,) * n, {}, places), 5)
-        return payload
-
-    def _check_owner(self, name: str, deps: list[Future[Any]]) -> None:
-        for dep in deps:
-            if dep._owner is not self._runtime:
-                raise ForeignFutureError(
-                    f"task {name!r} was given {dep!r}, a future of another executor; "
-                    f"pass its result (dep.result()) instead"
-                )
+        return encode_call(self._backend, self._runtime, name, args, kwargs)
 
     def map(
         self,

@@ -281,3 +281,38 @@ def test_a_small_payload_s_modules_are_imported_as_it_is_unpickled() -> None:
 
     with pel.Executor(1) as ex:
         assert ex.submit(imported_by_hint, Blob(bytes(2 * MB))).result() is False
+
+
+def test_an_import_ahead_never_holds_a_finished_result_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The hinted import blocks until `gate` exists; the result of the call
+    # that ran before it must reach the parent meanwhile.
+    from preload_probe import Blob
+    from shm_tasks import imported_by_hint
+    from tasks import hold
+
+    started, release, gate = (str(tmp_path / n) for n in ("started", "release", "gate"))
+    monkeypatch.setenv("PEL_TEST_IMPORT_GATE", gate)
+    with pel.Executor(1) as ex:
+        first = ex.submit(hold, started, release, "first")
+        assert wait_until(lambda: os.path.exists(started), timeout=30)
+        second = ex.submit(imported_by_hint, Blob(bytes(8 * MB)))  # announced to a busy worker
+        Path(release).touch()
+        assert first.result(timeout=30) == "first"  # while the import waits on the gate
+        Path(gate).touch()
+        assert second.result(timeout=30) is True
+
+
+def test_a_worker_started_later_is_not_asked_to_import_ahead() -> None:
+    from preload_probe import Blob
+    from shm_tasks import has_module, imported_by_hint
+    from tasks import pid
+
+    with pel.Executor(1, max_tasks_per_worker=1) as ex:
+        first = ex.submit(pid).result()
+        # Its replacement is up (and idle) when the large payload is announced.
+        assert wait_until(lambda: any(p != first for p in ex.worker_pids()), timeout=30)
+        assert ex.submit(imported_by_hint, Blob(bytes(8 * MB))).result() is True
+        # Each call has a new worker: none of them heard of the module.
+        assert ex.submit(has_module, "preload_probe").result() is False

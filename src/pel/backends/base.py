@@ -39,6 +39,14 @@ __all__ = [
 ]
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, where there is one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 class BackendOptions(Value):
     __slots__ = (
         "initargs",

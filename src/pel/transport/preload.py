@@ -6,9 +6,10 @@ write a 400 MB array into ``/dev/shm``. One after the other (the worker only
 meets ``numpy`` when it unpickles the call, after the write) they add up.
 Named first, the worker imports while the parent writes, on another core.
 
-The names are read off the pickle itself (its ``STACK_GLOBAL`` opcodes), so
-a worker is only ever asked to import what unpickling the payload would
-import anyway, and earlier.
+The names are read off the pickle itself (its ``STACK_GLOBAL`` opcodes): the
+modules unpickling the payload imports, never a string that is data. The
+backend asks each idle worker alive then, once per module per executor; one
+may so import a module only another worker's call needed.
 """
 
 from __future__ import annotations
@@ -100,13 +101,14 @@ def _add(found: dict[str, None], module: Any) -> None:
 
 
 def import_quietly(names: tuple[str, ...]) -> None:
-    """In a worker: import what is not yet imported; a failure is the task's
-    to report when it unpickles, not this hint's."""
+    """In a worker: import what is not yet imported. Whatever an import
+    raises (even ``SystemExit``) is the call's to report when it unpickles,
+    in the worker that runs it, not this hint's."""
     import sys
 
     for name in names:
         if name not in sys.modules:
             try:
                 __import__(name)
-            except Exception:
+            except BaseException:
                 pass

@@ -450,7 +450,7 @@ class Store:
             for directory in (c.shm_dir, c.spill_dir):
                 if directory is None:
                     continue
-                for name in _listdir(directory):
+                for name in dir_entries(directory):
                     path = os.path.join(directory, name)
                     if (
                         not name.startswith(prefix)
@@ -521,7 +521,8 @@ def _creator(path: str) -> int:
     return int(os.path.basename(path).split("-")[3])
 
 
-def _listdir(directory: str) -> list[str]:
+def dir_entries(directory: str) -> list[str]:
+    """The names in ``directory``; none if it is missing or unreadable."""
     try:
         return os.listdir(directory)
     except (FileNotFoundError, NotADirectoryError, PermissionError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from .shm import PREFIX, _listdir, default_spill_dir, shm_dir
+from .shm import PREFIX, default_spill_dir, dir_entries, shm_dir
 
 __all__ = ["sweep_dead_owners"]
 
@@ -37,7 +37,7 @@ def sweep_dead_owners(directories: list[str | None] | None = None, force: bool =
     for directory in directories or [shm_dir(), default_spill_dir()]:
         if directory is None:
             continue
-        for name in _listdir(directory):
+        for name in dir_entries(directory):
             if not name.startswith(PREFIX):
                 continue
             owner = name[len(PREFIX) :].split("-", 1)[0]

@@ -6,8 +6,8 @@ workers on N cores run N*N such threads, which fight over the cores, and
 OpenBLAS's threads spin while they wait for work, which takes a core from
 whatever else runs. Measured on 2 cores: two workers importing numpy slowed
 the parent's 400 MB write into /dev/shm from 0.15 s to 0.20 s; with the pools
-capped, not at all. loky (joblib), Ray and Dask's nanny cap them in their
-workers the same way, through the same variables.
+capped, not at all. loky (joblib) caps them at cores / workers too; Dask's
+nanny sets them to 1, Ray to a task's ``num_cpus`` (1 by default).
 
 The variables must be set before a library loads, so pel's fork server starts
 with them (it may import the user's script, and numpy with it); a worker
@@ -17,10 +17,9 @@ too late for a library its main module already loaded.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
-__all__ = ["VARIABLES", "default_inner_threads", "usable_cores", "worker_environment"]
+__all__ = ["VARIABLES", "default_inner_threads", "worker_environment"]
 
 #: The variables the common native thread pools read at load time.
 VARIABLES = (
@@ -31,14 +30,6 @@ VARIABLES = (
     "VECLIB_MAXIMUM_THREADS",
     "NUMEXPR_NUM_THREADS",
 )
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity, where there is one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def default_inner_threads(workers: int, cores: int) -> int:

@@ -33,6 +33,7 @@ from ..base import (
     Outcome,
     Report,
     StartedCall,
+    usable_cores,
 )
 from .channel import (
     DONE,
@@ -51,7 +52,7 @@ from .channel import (
     frame,
     resident_bytes,
 )
-from .native_threads import usable_cores, worker_environment
+from .native_threads import worker_environment
 from .zygote import Launcher, WorkerProcess
 
 if TYPE_CHECKING:
@@ -190,11 +191,10 @@ class ProcessesBackend(Backend):
     def __init__(self, options: BackendOptions) -> None:
         super().__init__(options)
         self._ctx = _resolve_context(options.mp_context)
-        #: Caps on the native thread pools of workers (see native_threads).
-        self._environment = worker_environment(
-            options.inner_threads, options.max_workers, usable_cores(), os.environ
-        )
-        self._launcher = Launcher(self._environment)
+        #: Caps on the native thread pools of workers (see native_threads),
+        #: read from the environment as the first worker starts.
+        self._environment: dict[str, str] | None = None
+        self._launcher = Launcher()
         self._init_blob = (
             serialize.dumps_function(options.initializer) if options.initializer else None
         )
@@ -210,7 +210,9 @@ class ProcessesBackend(Backend):
         self._closed = False
         self._sampled = 0.0
         #: Modules workers are asked to import ahead of a large payload
-        #: (``transport.preload``): any thread announces, the coordinator sends.
+        #: (``transport.preload``): any thread announces, the coordinator sends
+        #: to the workers alive then (each module once per executor; a worker
+        #: started later imports what its calls need as it unpickles them).
         self._preload_lock = threading.Lock()
         self._preloading: dict[str, None] = {}
         self._preload_unsent: list[str] = []
@@ -219,6 +221,12 @@ class ProcessesBackend(Backend):
     # -- workers ------------------------------------------------------------------
 
     def start_worker(self) -> int:
+        if self._environment is None:
+            # Now, not at construction: a variable set in between is the user's.
+            self._environment = worker_environment(
+                self.options.inner_threads, self.options.max_workers, usable_cores(), os.environ
+            )
+            self._launcher.environment = self._environment
         config = (
             self._init_blob,
             self._initargs_blob,
@@ -264,8 +272,6 @@ class ProcessesBackend(Backend):
         self._selector.register(handle.fd_in, selectors.EVENT_READ, (handle, "results"))
         self._selector.register(process.sentinel, selectors.EVENT_READ, (handle, "sentinel"))
         self._post(handle, config)  # the first frame a worker reads
-        if self._preloading:
-            self._post(handle, (PRELOAD, tuple(self._preloading)))
         return handle.id
 
     def worker_pids(self) -> list[int]:

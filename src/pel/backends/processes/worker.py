@@ -244,9 +244,14 @@ class _Worker:
                 self.queue = deque(call for call in self.queue if call[0] not in wanted)
             self.send((DROPPED, dropped))
         elif kind == PRELOAD:
-            from ...transport.preload import import_quietly
+            # Only while idle: a worker with calls to run imports what they
+            # need as it unpickles them; and results already done go first,
+            # so an import never holds a finished result back.
+            if not self.queue:
+                from ...transport.preload import import_quietly
 
-            import_quietly(message[1])
+                self.flush()
+                import_quietly(message[1])
         elif kind == STOP:
             self.stopping = True
 

@@ -125,9 +125,9 @@ class Launcher:
     replacements from the runtime thread.
     """
 
-    def __init__(self, environment: dict[str, str] | None = None) -> None:
-        #: Set in the zygote's environment, so in every worker's.
-        self._environment = environment or {}
+    def __init__(self) -> None:
+        #: Added to the zygote's environment as it boots, so to every worker's.
+        self.environment: dict[str, str] = {}
         self._lock = threading.Lock()
         self._socket: _socket.socket | None = None
         self._zygote_pid: int | None = None
@@ -178,7 +178,7 @@ class Launcher:
         self._zygote_pid = os.posix_spawn(
             sys.executable,
             [sys.executable, "-c", code],
-            {**os.environ, **self._environment},
+            {**os.environ, **self.environment},
             file_actions=[(os.POSIX_SPAWN_DUP2, theirs.fileno(), _SOCKET_FD)],
             setsigmask={signal.SIGINT},
         )
