@@ -272,7 +272,8 @@ def test_a_worker_imports_a_large_payload_s_modules_while_it_is_written() -> Non
 
     with pel.Executor(1) as ex:
         assert ex.submit(identity, 1).result() == 1  # the worker is up and idle
-        assert ex.submit(imported_by_hint, Blob(bytes(8 * MB))).result() is True
+        # The hint reaches it at once; the call, after 64 MB are written.
+        assert ex.submit(imported_by_hint, Blob(bytes(64 * MB))).result() is True
 
 
 def test_a_small_payload_s_modules_are_imported_as_it_is_unpickled() -> None:
@@ -313,6 +314,6 @@ def test_a_worker_started_later_is_not_asked_to_import_ahead() -> None:
         first = ex.submit(pid).result()
         # Its replacement is up (and idle) when the large payload is announced.
         assert wait_until(lambda: any(p != first for p in ex.worker_pids()), timeout=30)
-        assert ex.submit(imported_by_hint, Blob(bytes(8 * MB))).result() is True
+        assert ex.submit(imported_by_hint, Blob(bytes(64 * MB))).result() is True
         # Each call has a new worker: none of them heard of the module.
         assert ex.submit(has_module, "preload_probe").result() is False

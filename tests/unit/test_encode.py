@@ -74,14 +74,43 @@ class Name(str):
 
 
 @pytest.mark.parametrize(
-    "args",
-    [(1, 2.5, "x", True, None), ("s" * (3 << 20),), (), (Colour.RED,), (Name("n"),), (b"b",)],
+    ("args", "short_cut"),
+    [
+        ((1, 2.5, "x", True, None), True),
+        (("s" * (3 << 20),), True),
+        ((), True),
+        ((Colour.RED,), False),
+        ((Name("n"),), False),
+        ((b"b",), False),
+    ],
     ids=["scalars", "long-str", "none", "int-enum", "str-subclass", "bytes"],
 )
-def test_plain_arguments_pickle_as_the_general_path_would(
-    ex: pel.Executor, args: tuple[Any, ...]
+def test_only_exact_scalars_take_the_short_cut(
+    ex: pel.Executor, monkeypatch: pytest.MonkeyPatch, args: tuple[Any, ...], short_cut: bool
 ) -> None:
+    general_path: list[Any] = []
+    dumps_oob = serialize.dumps_oob
+    monkeypatch.setattr(
+        serialize, "dumps_oob", lambda *a, **k: general_path.append(a) or dumps_oob(*a, **k)
+    )
     payload, deps = encode(ex, *args)
     assert deps == []
-    assert payload == serialize.dumps_oob((args, {}), ex._backend.store)
+    assert (not general_path) == short_cut
+    assert payload == dumps_oob((args, {}), ex._backend.store)
     assert pickle.loads(payload) == (args, {})
+
+
+class Tagged(str):
+    """A str that carries more than its characters."""
+
+
+def test_what_a_scalar_subclass_or_bytes_carries_still_goes_out_of_band(
+    ex: pel.Executor,
+) -> None:
+    big = bytes(2 * ex._backend.store.config.threshold)
+    tagged = Tagged("t")
+    tagged.blob = pickle.PickleBuffer(bytearray(big))  # type: ignore[attr-defined]
+    for arg in (tagged, big):
+        payload, _ = encode(ex, arg)
+        assert isinstance(payload, serialize.Packed), type(arg)  # the buffer went to a segment
+        del payload

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import collections
+import os
 import pickle
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from pel.backends.processes.channel import PRELOAD, RUN, frame
+from pel.backends.processes.worker import _Worker
 from pel.transport import preload, serialize, shm
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/dev/shm")
@@ -65,3 +69,59 @@ def test_only_a_large_write_is_announced_and_only_once(tmp_path: Path) -> None:
     finally:
         del kept
         store.close()
+
+
+@pytest.mark.parametrize(
+    "body", ["raise SystemExit(3)", "raise ImportError('no')", "import not_a_module_here"]
+)
+def test_an_import_ahead_that_fails_is_left_for_the_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str
+) -> None:
+    (tmp_path / "breaks_on_import.py").write_text(body + "\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    preload.import_quietly(("breaks_on_import", "collections"))  # returns, raising nothing
+    assert "breaks_on_import" not in sys.modules
+
+
+def _module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> str:
+    (tmp_path / f"{name}.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int, int]]:
+    """(read end, write end, a sink for what the worker sends), closed after."""
+    read_fd, write_fd = os.pipe()
+    sink = os.open(os.devnull, os.O_WRONLY)
+    yield read_fd, write_fd, sink
+    for fd in (read_fd, write_fd, sink):
+        os.close(fd)
+
+
+def test_an_idle_worker_imports_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pipe: tuple[int, int, int]
+) -> None:
+    name = _module(tmp_path, monkeypatch, "ahead_idle")
+    read_fd, write_fd, sink = pipe
+    worker = _Worker(read_fd, sink)
+    os.write(write_fd, frame(pickle.dumps((PRELOAD, (name,)), 5)))
+    worker.read(block=True)
+    assert name in sys.modules and not worker.queue
+
+
+def test_a_worker_with_calls_at_hand_leaves_the_imports_to_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pipe: tuple[int, int, int]
+) -> None:
+    # The hint and a call arrive in one read: the call imports what it needs
+    # as it unpickles; importing first would only delay it.
+    name = _module(tmp_path, monkeypatch, "ahead_busy")
+    read_fd, write_fd, sink = pipe
+    worker = _Worker(read_fd, sink)
+    call = (1, 0, b"", [], False, 0)
+    os.write(
+        write_fd,
+        frame(pickle.dumps((PRELOAD, (name,)), 5)) + frame(pickle.dumps((RUN, [], [], [call]), 5)),
+    )
+    worker.read(block=True)
+    assert name not in sys.modules and len(worker.queue) == 1

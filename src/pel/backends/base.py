@@ -36,6 +36,7 @@ __all__ = [
     "StartedCall",
     "describe_exit",
     "run_call",
+    "usable_cores",
 ]
 
 

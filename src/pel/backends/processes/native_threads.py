@@ -7,7 +7,7 @@ OpenBLAS's threads spin while they wait for work, which takes a core from
 whatever else runs. Measured on 2 cores: two workers importing numpy slowed
 the parent's 400 MB write into /dev/shm from 0.15 s to 0.20 s; with the pools
 capped, not at all. loky (joblib) caps them at cores / workers too; Dask's
-nanny sets them to 1, Ray to a task's ``num_cpus`` (1 by default).
+nanny sets them to 1; Ray sets ``OMP_NUM_THREADS`` to a task's ``num_cpus``.
 
 The variables must be set before a library loads, so pel's fork server starts
 with them (it may import the user's script, and numpy with it); a worker

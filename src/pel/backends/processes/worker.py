@@ -207,6 +207,8 @@ class _Worker:
         self.recycles = max_tasks is not None or memory_limit is not None
         #: The last call's arguments and result, kept until its result is sent.
         self.held: Any = None
+        #: Modules a PRELOAD named, imported once the messages at hand are read.
+        self.to_import: tuple[str, ...] = ()
 
     def read(self, block: bool) -> None:
         """Read what has arrived (waiting for something when ``block``)."""
@@ -218,6 +220,20 @@ class _Worker:
             for message in self.reader.feed(data):
                 self.handle(pickle.loads(message))
             block = self.reader.pending() > 0  # finish a frame that is half here
+        if self.to_import:
+            self._import_ahead()
+
+    def _import_ahead(self) -> None:
+        """Import the modules a large payload being written will need; only
+        if idle once all that arrived is read (a worker with calls to run
+        imports what they need as it unpickles them), and after sending the
+        results already done, so an import never holds one back."""
+        names, self.to_import = self.to_import, ()
+        if not self.queue:
+            from ...transport.preload import import_quietly
+
+            self.flush()
+            import_quietly(names)
 
     def handle(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
@@ -244,14 +260,7 @@ class _Worker:
                 self.queue = deque(call for call in self.queue if call[0] not in wanted)
             self.send((DROPPED, dropped))
         elif kind == PRELOAD:
-            # Only while idle: a worker with calls to run imports what they
-            # need as it unpickles them; and results already done go first,
-            # so an import never holds a finished result back.
-            if not self.queue:
-                from ...transport.preload import import_quietly
-
-                self.flush()
-                import_quietly(message[1])
+            self.to_import += message[1]  # done at the end of read(), if idle
         elif kind == STOP:
             self.stopping = True
 
