@@ -271,7 +271,7 @@ class Executor(concurrent.futures.Executor):
         if prepared.options is not None and prepared.options is not _options_of(fn):
             return self._submit_first(fn, args, kwargs)
         name = prepared.name
-        payload, deps = self._encode(name, args, kwargs)
+        payload, deps = encode_call(self._backend, self._runtime, name, args, kwargs)
         with self._lock:
             if self._shutdown or self._runtime.broken is not None:
                 self._check_open()
