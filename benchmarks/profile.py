@@ -4,6 +4,7 @@
     python -m benchmarks.profile graph     # the same for W7's tree
     python -m benchmarks.profile startup   # W8's pieces: imports, start + first task, shutdown
     python -m benchmarks.profile shmwrite  # W6's floor: writing 400 MB into /dev/shm
+    python -m benchmarks.profile gc        # W7 with and without the cyclic GC
 
 ``tasks`` profiles both of the parent's threads (the caller and pel's runtime
 thread) with yappi's CPU clock; yappi slows everything several times, so read
@@ -73,6 +74,65 @@ def profile_graph(top: int) -> None:
             tree(ex, 4096)
         yappi.stop()
     _print_profile(yappi.get_func_stats(), 5 * 8191, top)
+
+
+_GC = """
+import gc, resource, sys, time
+sys.path[:0] = {path!r}
+import pel
+from benchmarks import workloads as wl
+
+def tree(ex, leaves):
+    level = [ex.submit(wl.leaf, i) for i in range(leaves)]
+    while len(level) > 1:
+        level = [ex.submit(wl.add, a, b) for a, b in zip(level[::2], level[1::2])]
+    return level[0].result()
+
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+if __name__ == "__main__":
+    if {off}:
+        gc.disable()
+    with pel.Executor(2) as ex:
+        [f.result() for f in [ex.submit(wl.noop, i) for i in range(4)]]  # as W7 warms
+        t0 = time.perf_counter()
+        tree(ex, 4096)
+        first = 8191 / (time.perf_counter() - t0)
+        per_task = []
+        for _ in range(12):
+            c0 = cpu()
+            tree(ex, 4096)
+            per_task.append((cpu() - c0) / 8191 * 1e6)
+    per_task.sort()
+    print(first, per_task[len(per_task) // 2])
+"""
+
+
+def profile_gc(runs: int = 3) -> None:
+    """W7's tree in fresh processes, the cyclic GC on and off: the first tree's
+    tasks/s (as W7 runs), then the median parent CPU per task over 12 more."""
+    import subprocess
+    import sys
+
+    print(
+        f"{'cyclic GC':<10} {'first tree tasks/s':>30} {'warm: parent CPU us/task':>36}"
+        f"   ({runs} fresh processes each)"
+    )
+    for label, off in [("on", False), ("off", True)]:
+        firsts, warms = [], []
+        for _ in range(runs):
+            out = subprocess.run(
+                [sys.executable, "-c", _GC.format(path=sys.path, off=off)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            first, warm = (float(x) for x in out.split())
+            firsts.append(f"{first:,.0f}")
+            warms.append(f"{warm:.2f}")
+        print(f"{label:<10} {' '.join(firsts):>30} {' '.join(warms):>36}")
 
 
 _STARTUP = """
@@ -169,7 +229,7 @@ def profile_shm_write(mb: int = 400) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile")
-    parser.add_argument("what", choices=["tasks", "graph", "startup", "shmwrite"])
+    parser.add_argument("what", choices=["tasks", "graph", "startup", "shmwrite", "gc"])
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
     if args.what == "tasks":
@@ -178,6 +238,8 @@ def main() -> None:
         profile_graph(args.top)
     elif args.what == "startup":
         profile_startup()
+    elif args.what == "gc":
+        profile_gc()
     else:
         profile_shm_write()
 
