@@ -54,9 +54,10 @@ def encode_call(
             return pickle.dumps((args, kwargs), serialize.PROTOCOL), ()
         payload = futures_only(args)
         if payload is not None:
-            deps = list(args)
-            check_owner(runtime, name, deps)
-            return payload, deps
+            # The arguments are the dependencies, each once: the tuple serves
+            # as they are, with no list to keep (and for the GC to walk).
+            check_owner(runtime, name, args)
+            return payload, args
     # A future as a plain argument (a task graph) is seen at C speed; one
     # deeper down makes the pickler raise FutureFoundError.
     if Future not in map(type, args) and (not kwargs or Future not in map(type, kwargs.values())):
@@ -111,7 +112,7 @@ def futures_only(args: tuple[Any, ...]) -> bytes | None:
     return payload
 
 
-def check_owner(runtime: Runtime, name: str, deps: list[Future[Any]]) -> None:
+def check_owner(runtime: Runtime, name: str, deps: Sequence[Future[Any]]) -> None:
     """Futures of another executor are refused, naming the task."""
     for dep in deps:
         if dep._owner is not runtime:
