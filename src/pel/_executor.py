@@ -20,7 +20,7 @@ import sys
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal, TypeVar
 
 from . import _arguments, _refs
@@ -289,7 +289,7 @@ class Executor(concurrent.futures.Executor):
         _check_callable(fn, "submit()")
         task_fn, options = split_options(fn)
         name = options.name if options is not None and options.name else _name_of(task_fn)
-        payload, deps = self._encode(name, args, kwargs)
+        payload, deps = encode_call(self._backend, self._runtime, name, args, kwargs)
         fn_id, blob = self._functions.lookup(task_fn, name)
         priority = options.priority if options is not None else 0
         prepared = Prepared(
@@ -334,11 +334,6 @@ class Executor(concurrent.futures.Executor):
         with self._lock:
             self._check_open()
         return _refs.put(self._backend.store, obj)
-
-    def _encode(
-        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[Any, Sequence[Future[Any]]]:
-        return encode_call(self._backend, self._runtime, name, args, kwargs)
 
     def map(
         self,

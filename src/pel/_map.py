@@ -145,8 +145,8 @@ class MapRun:
         self._sent = 0  # items put in chunks
         self._exhausted = False
         self._input_error: BaseException | None = None
-        self._item_seconds: float | None = None
-        self._timed: tuple[float, float] | None = None  # see policy.timed_items
+        #: Decayed (seconds, items) of the chunks timed so far: see policy.timed_items.
+        self._timed: tuple[float, float] | None = None
         self._inflight: deque[Future[Any]] = deque()
         #: Index of the first item and number of items of each chunk in flight.
         self._spans: dict[Future[Any], tuple[int, int]] = {}
@@ -185,7 +185,9 @@ class MapRun:
     def _chunk_size(self) -> int:
         if self._fixed is not None:
             return self._fixed
-        return policy.chunk_size(self._item_seconds, self._workers, self._remaining())
+        timed = self._timed
+        item_seconds = None if timed is None else timed[0] / timed[1]
+        return policy.chunk_size(item_seconds, self._workers, self._remaining())
 
     def _pull(self, count: int) -> None:
         if self._start:
@@ -313,7 +315,6 @@ class MapRun:
                 values, errors, seconds = future.result()
                 if values:
                     self._timed = policy.timed_items(self._timed, seconds, len(values))
-                    self._item_seconds = self._timed[0] / self._timed[1]
                 self._fill()
                 yield values if errors is None else _ItemsWithErrors(values, errors, first)
             if self._input_error is not None:

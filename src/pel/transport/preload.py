@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .mapping import segment_of
 
-TYPE_CHECKING = False  # typing's own costs a worker's start-up (it imports this module)
+TYPE_CHECKING = False  # not typing's: a worker imports this module (at a hint)
 if TYPE_CHECKING:
     import pickle
     from typing import Any
