@@ -5,6 +5,8 @@
     python -m benchmarks.profile startup   # W8's pieces: imports, start + first task, shutdown
     python -m benchmarks.profile shmwrite  # W6's floor: writing 400 MB into /dev/shm
     python -m benchmarks.profile gc        # W7 with and without the cyclic GC
+    python -m benchmarks.profile w6parts   # W6's write and tasks: imports ahead, BLAS caps
+    python -m benchmarks.profile map       # W2: pel's chunks, and pickling 200,000 ints
 
 ``tasks`` profiles both of the parent's threads (the caller and pel's runtime
 thread) with yappi's CPU clock; yappi slows everything several times, so read
@@ -207,11 +209,26 @@ def profile_shm_write(mb: int = 400) -> None:
         os.pwrite(fd, data[:half], 0)
         other.join()
 
+    def by_two_files(fd: int) -> None:
+        # Half each into two files: what one buffer cannot be (a reader maps it whole).
+        path = f"/dev/shm/pel-profile-{os.getpid()}-second"
+        second = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        try:
+            half = size // 2
+            other = threading.Thread(target=os.write, args=(second, data[half:]))
+            other.start()
+            os.write(fd, data[:half])
+            other.join()
+        finally:
+            os.close(second)
+            os.unlink(path)
+
     print(f"writing {mb} MB into a new /dev/shm file, best of 5:")
     for label, write in [
         ("os.write (what pel does)", by_write),
         ("mmap + copy", by_mmap),
         ("two threads, pwrite", by_two_threads),
+        ("two threads, two files", by_two_files),
     ]:
         best = float("inf")
         for i in range(5):
@@ -227,9 +244,117 @@ def profile_shm_write(mb: int = 400) -> None:
         print(f"  {label:26} {size / best / 1e9:5.2f} GB/s")
 
 
+_W6_PARTS = """
+import os, statistics, sys, time
+sys.path[:0] = {path!r}
+import pel
+from benchmarks import workloads as wl
+
+def imports_numpy():
+    import numpy
+    return 1
+
+if __name__ == "__main__":
+    with pel.Executor(2, inner_threads={inner}) as ex:
+        [f.result() for f in [ex.submit(wl.noop, i) for i in range(4)]]  # as W6 warms
+        if not {hint}:
+            ex._backend.store.announce = None  # no imports ahead
+        if {numpy_first}:
+            [f.result() for f in [ex.submit(imports_numpy) for _ in range(4)]]
+        big = wl.make_array(400)
+        t0 = time.perf_counter()
+        futures = [ex.submit(wl.sum_part, big, i, 8) for i in range(8)]
+        t1 = time.perf_counter()
+        [f.result() for f in futures]
+        t2 = time.perf_counter()
+    print(t1 - t0, t2 - t1)
+"""
+
+
+def profile_w6_parts(runs: int = 3) -> None:
+    """W6 on pel in fresh processes: the submits (the 400 MB write) and the
+    tasks after it, with imports ahead and the BLAS caps on and off."""
+    import statistics
+    import subprocess
+    import sys
+
+    from pel.backends.base import usable_cores
+
+    uncapped = usable_cores()  # OpenBLAS's own default: a thread per core
+    print(f"{'W6 on pel, 2 workers':<58} {'submits s':>9} {'tasks s':>8}   (medians of {runs})")
+    for label, hint, numpy_first, inner in [
+        ("no imports ahead, BLAS uncapped (before)", False, False, uncapped),
+        ("no imports ahead, numpy imported before the clock", False, True, uncapped),
+        ("imports ahead, BLAS uncapped", True, False, uncapped),
+        ("imports ahead, BLAS capped at cores / workers (now)", True, False, None),
+    ]:
+        parts = []
+        for _ in range(runs):
+            code = _W6_PARTS.format(path=sys.path, hint=hint, numpy_first=numpy_first, inner=inner)
+            out = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            ).stdout
+            parts.append([float(x) for x in out.split()])
+        submits, tasks = (statistics.median(c) for c in zip(*parts, strict=True))
+        print(f"{label:<58} {submits:9.3f} {tasks:8.3f}")
+
+
+def profile_map() -> None:
+    """W2 on pel: the chunks one map of 200,000 no-ops is cut into, and what
+    pickling 200,000 ints costs (the work every system's parent does)."""
+    import array
+    import marshal
+    import pickle
+
+    import pel
+    from pel import _map
+
+    from . import workloads as wl
+
+    sizes: list[int] = []
+    next_chunk = _map.MapRun._next_chunk
+
+    def recording(run: Any) -> list[Any]:
+        chunk = next_chunk(run)
+        if chunk:
+            sizes.append(len(chunk))
+        return chunk
+
+    items = list(range(200_000))
+    with pel.Executor(2) as ex:
+        list(ex.map(wl.noop, range(8)))  # as W2 warms
+        _map.MapRun._next_chunk = recording  # type: ignore[method-assign]
+        try:
+            for _ in range(3):
+                sizes.clear()
+                assert list(ex.map(wl.noop, items)) == items
+                print(f"W2 on pel: {len(sizes)} chunks; the largest {max(sizes):,} items")
+        finally:
+            _map.MapRun._next_chunk = next_chunk  # type: ignore[method-assign]
+
+    def best(step: Any) -> float:
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+        return min(times) * 1e3
+
+    data = pickle.dumps(items, 5)
+    packed = array.array("q", items).tobytes()
+    marshalled = marshal.dumps(items)
+    print("200,000 ints, best of 5, ms:")
+    print(f"  pickle.dumps {best(lambda: pickle.dumps(items, 5)):6.2f}")
+    print(f"  pickle.loads {best(lambda: pickle.loads(data)):6.2f}")
+    print(f"  array frombytes + tolist {best(lambda: array.array('q', packed).tolist()):6.2f}")
+    print(f"  marshal.loads {best(lambda: marshal.loads(marshalled)):6.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile")
-    parser.add_argument("what", choices=["tasks", "graph", "startup", "shmwrite", "gc"])
+    parser.add_argument(
+        "what", choices=["tasks", "graph", "startup", "shmwrite", "gc", "w6parts", "map"]
+    )
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
     if args.what == "tasks":
@@ -240,6 +365,10 @@ def main() -> None:
         profile_startup()
     elif args.what == "gc":
         profile_gc()
+    elif args.what == "w6parts":
+        profile_w6_parts()
+    elif args.what == "map":
+        profile_map()
     else:
         profile_shm_write()
 
