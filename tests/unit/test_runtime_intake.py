@@ -1,0 +1,125 @@
+"""The runtime takes a burst of submits in slices (``MAX_INTAKE`` a turn).
+
+Driven turn by turn, without a runtime thread: a backend that records what
+it is sent stands in for the workers.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pel
+from pel import _runtime
+from pel._futures import Future
+from pel._record import Prepared, Record
+from pel._task import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, TaskPolicy
+from pel.backends.base import Backend, BackendOptions, Call, Report
+
+
+class Recording(Backend):
+    """Records the calls sent; reports nothing (no call ever finishes)."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        super().__init__(BackendOptions(1, None, (), None))
+        self.sent: list[list[int]] = []
+
+    def start_worker(self) -> int:
+        return 0
+
+    def send(self, worker: int, calls: list[Call]) -> None:
+        self.sent.append([call.key for call in calls])
+
+    def steal(self, worker: int, count: int) -> None:
+        pass
+
+    def kill_worker(self, worker: int) -> None:
+        pass
+
+    def drop(self, worker: int, keys: list[int]) -> None:
+        pass
+
+    def wait(self, timeout: float | None) -> list[Report]:
+        return []
+
+    def wakeup(self) -> None:
+        pass
+
+    def close(self, *, kill: bool) -> None:
+        pass
+
+
+def _noop() -> None:
+    pass
+
+
+def _runtime_with(tasks: int) -> tuple[_runtime.Runtime, Recording]:
+    backend = Recording()
+    keys = itertools.count()
+    runtime = _runtime.Runtime(backend, 1, keys)
+    policy = TaskPolicy(DEFAULT_RETRIES, (), None, DEFAULT_RETRY_DELAY)
+    prepared = Prepared(_noop, None, 0, None, "_noop", 0, policy)
+    runtime._inbox.append(("joined", 0))
+    for _ in range(tasks):
+        future: Future[Any] = Future(runtime, next(keys), "_noop")
+        runtime._inbox.append(Record(future, prepared, ((), {}), ()))
+    return runtime, backend
+
+
+def test_a_burst_is_taken_in_slices_and_the_first_slice_is_sent_at_once() -> None:
+    burst = 2 * _runtime.MAX_INTAKE + 10
+    runtime, backend = _runtime_with(burst)
+    assert runtime._turn([])
+    assert len(runtime._records) == _runtime.MAX_INTAKE
+    assert len(runtime._inbox) == burst - _runtime.MAX_INTAKE
+    assert backend.sent == [[0]]  # dispatched before the rest of the burst is taken
+    assert runtime._wait_timeout() == 0  # the next turn does not wait
+    assert runtime._turn([])
+    assert len(runtime._records) == 2 * _runtime.MAX_INTAKE
+    assert runtime._turn([])
+    assert len(runtime._records) == burst
+    assert not runtime._inbox
+
+
+def test_a_close_queued_behind_a_burst_waits_for_its_turn() -> None:
+    runtime, _ = _runtime_with(_runtime.MAX_INTAKE + 1)
+    runtime._inbox.append(("close", (False, False)))
+    runtime._turn([])
+    assert not runtime._closing  # the last task of the burst is not in yet
+    runtime._turn([])
+    assert runtime._closing and len(runtime._records) == _runtime.MAX_INTAKE + 1
+
+
+def _submit_dependents(count: int) -> list[pel.Future[Any]]:
+    ex, failed = _HELD
+    return [ex.submit(_noop_of, failed) for _ in range(count)]
+
+
+def _noop_of(value: Any) -> Any:
+    return value
+
+
+def _boom() -> None:
+    raise ValueError("boom")
+
+
+#: (executor, failed future), for the task below: given as an argument, the
+#: failed future would make that task a dependent too.
+_HELD: list[Any] = []
+
+
+def test_inline_settles_a_burst_of_doomed_tasks_submitted_from_a_task() -> None:
+    """A task on the inline backend submits more than a turn takes, all
+    depending on a failed task: every slice is settled at intake (no event),
+    and the pump must still go on to the next slice before submit returns."""
+    with pel.Executor(backend="inline") as ex:
+        _HELD[:] = [ex, ex.submit(_boom)]
+        try:
+            outer = ex.submit(_submit_dependents, 3 * _runtime.MAX_INTAKE)
+            inner = outer.result()
+            assert all(f.done() for f in inner)
+            assert all(isinstance(f.exception(), pel.DependencyError) for f in inner)
+        finally:
+            _HELD.clear()
