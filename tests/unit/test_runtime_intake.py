@@ -7,6 +7,7 @@ it is sent stands in for the workers.
 from __future__ import annotations
 
 import itertools
+import threading
 from typing import Any
 
 import pel
@@ -123,3 +124,49 @@ def test_inline_settles_a_burst_of_doomed_tasks_submitted_from_a_task() -> None:
             assert all(isinstance(f.exception(), pel.DependencyError) for f in inner)
         finally:
             _HELD.clear()
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def test_submits_do_not_wait_again_on_a_runtime_stuck_in_a_callback(
+    monkeypatch: Any,
+) -> None:
+    """A done-callback holds the runtime thread: the first submit past the
+    backlog waits for a turn and gives up; the rest do not wait at all, so
+    many submits finish (each waiting would take a second here: the test's
+    own timeout would end it)."""
+    monkeypatch.setattr(_runtime, "BACKLOG_WAIT", 1.0)
+    with pel.Executor(1, backend="threads") as ex:
+        gate = threading.Event()
+        stuck = threading.Event()
+
+        def hold_runtime(_: Any) -> None:
+            stuck.set()
+            gate.wait(300)  # past the test timeout: only gate.set() ends it
+
+        first = ex.submit(_identity, 0)
+        first.add_done_callback(hold_runtime)
+        assert stuck.wait(30)
+        futures = [ex.submit(_identity, i) for i in range(2 * _runtime.MAX_BACKLOG)]
+        gate.set()
+        assert [f.result(timeout=30) for f in futures] == list(range(2 * _runtime.MAX_BACKLOG))
+
+
+def test_a_callback_on_the_runtime_thread_submits_past_the_backlog_without_waiting(
+    monkeypatch: Any,
+) -> None:
+    """The runtime thread never waits for its own turn."""
+    monkeypatch.setattr(_runtime, "BACKLOG_WAIT", 10.0)
+    with pel.Executor(1, backend="threads") as ex:
+        made: list[pel.Future[Any]] = []
+        done = threading.Event()
+
+        def fan_out(_: Any) -> None:
+            made.extend(ex.submit(_identity, i) for i in range(2 * _runtime.MAX_BACKLOG))
+            done.set()
+
+        ex.submit(_identity, 0).add_done_callback(fan_out)
+        assert done.wait(5)  # ten seconds a submit, were it to wait
+        assert [f.result(timeout=30) for f in made] == list(range(2 * _runtime.MAX_BACKLOG))
