@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 import pytest
 
 import pel
-from pel.backends.processes import pool
+from pel.backends.processes import channel, pool
 from pel.backends.processes.channel import RUN
 from pel.transport import serialize
 from tasks import add, identity
@@ -63,3 +65,27 @@ def test_a_worker_never_forgets_a_function_a_queued_call_needs(
         for _ in range(3):
             futures = [ex.submit(p, 1) for p in partials]
             assert [f.result(timeout=60) for f in futures] == [i + 1 for i in range(24)]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="F_GETPIPE_SZ is Linux's")
+@pytest.mark.parametrize("mp_context", [None, "spawn"])
+def test_the_pipes_to_a_worker_are_widened(mp_context: str | None) -> None:
+    import fcntl
+
+    with pel.Executor(1, mp_context=mp_context) as ex:
+        assert ex.submit(identity, 1).result(timeout=60) == 1
+        (handle,) = ex._backend._workers.values()  # type: ignore[attr-defined]
+        for fd in (handle.fd_out, handle.fd_in):
+            assert fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ) >= channel.PIPE_BYTES
+
+
+def test_a_pipe_that_cannot_be_widened_keeps_its_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    read_fd, write_fd = os.pipe()
+    try:
+        monkeypatch.setattr(channel, "PIPE_BYTES", 1 << 40)  # past any limit: refused
+        channel.widen_pipe(write_fd)
+        os.write(write_fd, b"still a pipe")
+        assert os.read(read_fd, 100) == b"still a pipe"
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)

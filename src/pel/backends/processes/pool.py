@@ -51,6 +51,7 @@ from .channel import (
     FrameReader,
     frame,
     resident_bytes,
+    widen_pipe,
 )
 from .native_threads import worker_environment
 from .zygote import Launcher, WorkerProcess
@@ -266,6 +267,8 @@ class ProcessesBackend(Backend):
             closers = (parent_out.close, parent_in.close)
         handle = _WorkerHandle(self._next_id, process, fd_out, fd_in, closers)
         self._next_id += 1
+        widen_pipe(handle.fd_out)
+        widen_pipe(handle.fd_in)
         os.set_blocking(handle.fd_out, False)
         os.set_blocking(handle.fd_in, False)
         self._workers[handle.id] = handle

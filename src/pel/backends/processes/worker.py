@@ -392,10 +392,15 @@ class _Worker:
             self.read(block=False)
 
     def _may_hold(self) -> bool:
-        """May unsent results wait until after the next call?"""
-        expected = self.expected.get(self.queue[0][1])
+        """May unsent results wait until after the next call? Not behind a map
+        chunk: its length follows its size, which changes from chunk to chunk
+        (after tiny first chunks, a chunk a hundred times longer looked quick
+        and held the results before it back)."""
+        _, fn_id, _, _, chunk, _ = self.queue[0]
+        expected = self.expected.get(fn_id)
         return (
-            expected is not None
+            not chunk
+            and expected is not None
             and expected < QUICK_SECONDS
             and time.perf_counter() - self.first_unsent < FLUSH_SECONDS
         )
