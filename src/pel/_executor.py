@@ -20,7 +20,7 @@ import sys
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Literal, TypeVar
 
 from . import _arguments, _refs
@@ -376,7 +376,7 @@ class Executor(concurrent.futures.Executor):
             else None
         )
 
-        def submit_chunk(chunk: tuple[bool, list[Any]], first: int) -> Future[Any]:
+        def submit_chunk(chunk: tuple[bool, Sequence[Any]], first: int) -> Future[Any]:
             payload: Any = (chunk[0], chunk[1], retry)
             if self._backend.pickles:
                 payload = self._encode_chunk(name, payload, first)
@@ -394,7 +394,7 @@ class Executor(concurrent.futures.Executor):
         self._maps.add(run)  # drained at shutdown while its results are still referenced
         return results
 
-    def _encode_chunk(self, name: str, chunk: tuple[bool, list[Any], Any], first: int) -> Any:
+    def _encode_chunk(self, name: str, chunk: tuple[bool, Sequence[Any], Any], first: int) -> Any:
         try:
             return serialize.dumps_oob(chunk, self._backend.store)
         except SharedMemoryError:

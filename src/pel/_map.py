@@ -25,7 +25,7 @@ import concurrent.futures
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator, Sized
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence, Sized
 from itertools import chain, islice
 from typing import Any, Literal, cast
 
@@ -41,7 +41,7 @@ HELD_PER_WORKER = 12
 LOOKAHEAD_CHUNKS = 2
 
 #: ``submit_chunk((star, items), index of the first item)``
-SubmitChunk = Callable[[tuple[bool, list[Any]], int], "Future[Any]"]
+SubmitChunk = Callable[[tuple[bool, Sequence[Any]], int], "Future[Any]"]
 
 
 class MapResults(chain):  # type: ignore[type-arg]
@@ -128,6 +128,12 @@ class MapRun:
             if self._star
             else iter(iterables[0])
         )
+        #: One list or tuple: chunks are sliced from it, not read through the
+        #: buffer (one copy of each item reference instead of three).
+        first = iterables[0]
+        self._source = (
+            first if not self._star and (type(first) is list or type(first) is tuple) else None
+        )
         self._total = (
             min(len(it) for it in iterables if isinstance(it, Sized))
             if all(isinstance(it, Sized) for it in iterables)
@@ -205,7 +211,11 @@ class MapRun:
         if got < count:
             self._exhausted = True
 
-    def _next_chunk(self) -> list[Any]:
+    def _next_chunk(self) -> Sequence[Any]:
+        if self._source is not None:
+            chunk = self._source[self._sent : self._sent + self._chunk_size()]
+            self._pulled = self._sent + len(chunk)
+            return chunk
         size = self._chunk_size()
         want = size * (LOOKAHEAD_CHUNKS if self._fixed is None else 1)
         if not self._exhausted and self._buffered() < want:

@@ -51,6 +51,16 @@ def test_map_chunksizes(ex: pel.Executor, chunksize: int | str) -> None:
     assert out == list(range(300))
 
 
+@pytest.mark.parametrize("chunksize", CHUNKSIZES)
+@pytest.mark.parametrize("kind", [list, tuple])
+def test_map_slices_a_list_or_tuple_input(
+    ex: pel.Executor, chunksize: int | str, kind: Any
+) -> None:
+    items = kind(range(300))
+    assert list(ex.map(identity, items, chunksize=chunksize)) == list(range(300))
+    assert sorted(ex.map(identity, items, chunksize=chunksize, ordered=False)) == list(range(300))
+
+
 def test_map_unordered_yields_every_result(ex: pel.Executor) -> None:
     out = list(ex.map(add, range(500), range(500), ordered=False, chunksize=7))
     assert sorted(out) == [2 * i for i in range(500)]
