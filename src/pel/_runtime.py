@@ -84,6 +84,8 @@ __all__ = ["Runtime"]
 #: ``TaskSpec(*fields)`` without the Python-level ``__new__`` every NamedTuple
 #: has: one is made per task.
 _task_spec = functools.partial(tuple.__new__, TaskSpec)
+#: ``Call(*fields)`` likewise: one is made per task sent.
+_new_call = functools.partial(tuple.__new__, Call)
 
 #: Submitted tasks one turn takes from the inbox at most; the rest wait for
 #: the next turn, which follows at once. A burst of submits is taken in slices
@@ -602,15 +604,18 @@ class Runtime:
                     deps.append(raw)
             else:
                 deps = [dep.result() for dep in record.deps]
-        return Call(
-            key,
-            record.task.fn,
-            record.task.fn_id,
-            record.task.blob,
-            record.payload,
-            deps,
-            record.items > 0,
-            record.flags,
+        task = record.task
+        return _new_call(
+            (
+                key,
+                task.fn_id,
+                record.payload,
+                deps,
+                record.items > 0,
+                record.flags,
+                task.fn,
+                task.blob,
+            )
         )
 
     def _fail_lost(self, ins: Lost) -> None:

@@ -16,7 +16,7 @@ import time
 import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from .._arguments import substitute
 from .._value import Value
@@ -92,7 +92,7 @@ class BackendOptions(Value):
         self.inner_threads = inner_threads
 
 
-class Call(Value):
+class Call(NamedTuple):
     """One task (or one ``map`` chunk) as sent to a worker.
 
     ``payload`` is ``(args, kwargs)`` with :class:`~pel._arguments.Dep`
@@ -100,29 +100,25 @@ class Call(Value):
     ``deps`` holds the dependencies' values in placeholder order (pickled
     likewise). A chunk's payload is ``(star, items, retry)`` instead (see
     :func:`run_chunk`).
+
+    A NamedTuple, made with ``tuple.__new__`` (one per task sent), whose first
+    ``WIRE_FIELDS`` fields are what a worker process is sent of it, in order:
+    ``call[:WIRE_FIELDS]`` is the message's tuple.
     """
 
-    __slots__ = ("chunk", "deps", "flags", "fn", "fn_blob", "fn_id", "key", "payload")
+    key: int
+    fn_id: int
+    payload: Any
+    deps: list[Any]
+    chunk: bool
+    flags: int
+    fn: Callable[..., Any]
+    #: The function pickled once, for backends that pickle.
+    fn_blob: bytes | None
 
-    def __init__(
-        self,
-        key: int,
-        fn: Callable[..., Any],
-        fn_id: int,
-        fn_blob: bytes | None,
-        payload: Any,
-        deps: list[Any],
-        chunk: bool = False,
-        flags: int = 0,
-    ) -> None:
-        self.key = key
-        self.fn = fn
-        self.fn_id = fn_id
-        self.fn_blob = fn_blob  # the function pickled once, for backends that pickle
-        self.payload = payload
-        self.deps = deps
-        self.chunk = chunk
-        self.flags = flags
+
+#: Fields of a :class:`Call` a worker process is sent (the rest stay here).
+WIRE_FIELDS = 6
 
 
 class Outcome(Value):

@@ -24,6 +24,7 @@ from ..._errors import OptionError
 from ...transport import serialize
 from ...transport.shm import Store
 from ..base import (
+    WIRE_FIELDS,
     Backend,
     BackendOptions,
     Call,
@@ -305,7 +306,7 @@ class ProcessesBackend(Backend):
             functions.append((fn_id, call.fn_blob))
             known[fn_id] = None
         forget = self._evict(handle) if len(known) > FUNCTIONS_PER_WORKER else []
-        wire = [(c.key, c.fn_id, c.payload, c.deps, c.chunk, c.flags) for c in calls]
+        wire = [call[:WIRE_FIELDS] for call in calls]
         self._post(handle, (RUN, functions, forget, wire))
 
     @staticmethod
