@@ -527,19 +527,25 @@ class Runtime:
         for ins in instructions:
             # Records may be gone: terminate() drops them all at once.
             if type(ins) is Dispatch:
-                calls = []
-                for key in ins.keys:
-                    record = records.get(key)
-                    if record is None:
-                        continue
-                    future = record.future
-                    # claim(future), inlined: this runs once per task sent.
-                    if future._state != RUNNING and not future.set_running_or_notify_cancel():
-                        # Cancelled meanwhile: handed back to the scheduler
-                        # next turn, before its Cancelled event.
-                        self._unsent.setdefault(ins.worker, []).append(key)
-                        continue
-                    calls.append(self._call(key, record))
+                claimed = []
+                # claim(future) for each, inlined, under one acquisition of
+                # the lock all this executor's futures share.
+                with self.future_lock:
+                    for key in ins.keys:
+                        record = records.get(key)
+                        if record is None:
+                            continue
+                        future = record.future
+                        state = future._state
+                        if state == PENDING:
+                            future._state = RUNNING
+                        elif state != RUNNING and not future.set_running_or_notify_cancel():
+                            # Cancelled meanwhile: handed back to the scheduler
+                            # next turn, before its Cancelled event.
+                            self._unsent.setdefault(ins.worker, []).append(key)
+                            continue
+                        claimed.append((key, record))
+                calls = [self._call(key, record) for key, record in claimed]
                 if calls:
                     self._backend.send(ins.worker, calls)
             elif type(ins) is Release:

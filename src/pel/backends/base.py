@@ -121,17 +121,18 @@ class Call(NamedTuple):
 WIRE_FIELDS = 6
 
 
-class Outcome(Value):
-    __slots__ = ("key", "ok", "raw", "seconds", "value")
+class Outcome(NamedTuple):
+    """A call's result, or the exception it raised (remote traceback as cause).
 
-    def __init__(self, key: int, ok: bool, value: Any, seconds: float, raw: Any = None) -> None:
-        self.key = key
-        self.ok = ok
-        self.value = value  # the result, or the exception (remote traceback as cause)
-        self.seconds = seconds
-        #: The result pickled, as received from a worker process: bytes, or a
-        #: ``serialize.Packed`` whose large buffers are in shared memory.
-        self.raw = raw
+    A NamedTuple, made with ``tuple.__new__`` where one is made per task."""
+
+    key: int
+    ok: bool
+    value: Any
+    seconds: float
+    #: The result pickled, as received from a worker process: bytes, or a
+    #: ``serialize.Packed`` whose large buffers are in shared memory.
+    raw: Any = None
 
 
 class Completed(Value):

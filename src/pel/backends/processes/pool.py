@@ -339,7 +339,7 @@ class ProcessesBackend(Backend):
             outcome = None
             if ok and type(blob) is bytes:
                 try:
-                    outcome = Outcome(key, True, pickle.loads(blob), seconds, blob)
+                    outcome = _new_outcome((key, True, pickle.loads(blob), seconds, blob))
                 except Exception:
                     pass  # _outcome says why
             if outcome is None:
@@ -582,6 +582,10 @@ class ProcessesBackend(Backend):
                 except BrokenPipeError:
                     pass
                 handle.outbox.clear()
+
+
+#: ``Outcome(*fields)`` without the Python-level ``__new__``: one per result.
+_new_outcome = functools.partial(tuple.__new__, Outcome)
 
 
 def _mib(size: int) -> str:
