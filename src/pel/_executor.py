@@ -277,6 +277,7 @@ class Executor(concurrent.futures.Executor):
                 self._check_open()
             future: Future[R] = Future(self._runtime, next(self._keys), name)
             self._runtime.submit(Record(future, prepared, payload, deps))
+        self._runtime.throttle()
         return future
 
     def _submit_first(
@@ -302,6 +303,7 @@ class Executor(concurrent.futures.Executor):
             self._check_open()
             future: Future[R] = Future(self._runtime, next(self._keys), name)
             self._runtime.submit(Record(future, prepared, payload, deps))
+        self._runtime.throttle()
         return future
 
     def _policy_for(self, options: TaskOptions | None) -> TaskPolicy:
@@ -387,6 +389,7 @@ class Executor(concurrent.futures.Executor):
                 self._check_open()
                 future: Future[Any] = Future(self._runtime, next(self._keys), f"{name}[map]")
                 self._runtime.submit(Record(future, prepared, payload, (), len(chunk[1])))
+            self._runtime.throttle()
             return future
 
         run = MapRun(submit_chunk, iterables, self._max_workers, timeout, chunksize, ordered)

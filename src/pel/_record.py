@@ -6,14 +6,18 @@ and kept by the runtime until the task is final.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from ._futures import Future
 from ._task import TaskOptions, TaskPolicy
-from .backends.running import TIMED
+from .backends.base import Backend, Call, new_call
+from .backends.running import ISOLATE, TIMED
+from .scheduler import TaskSpec
+from .transport import serialize
 
-__all__ = ["Prepared", "Record"]
+__all__ = ["Prepared", "Record", "call_of", "task_spec"]
 
 
 class Prepared(NamedTuple):
@@ -59,3 +63,56 @@ class Record:
     @property
     def chunk(self) -> bool:
         return self.items > 0
+
+
+#: ``TaskSpec(*fields)`` without the Python-level ``__new__`` every NamedTuple
+#: has: one is made per task.
+_new_spec = functools.partial(tuple.__new__, TaskSpec)
+
+
+def task_spec(record: Record) -> TaskSpec:
+    """What the scheduler is told of a task as it is submitted."""
+    task = record.task
+    policy = task.policy
+    timeout = policy.timeout
+    if record.items:
+        # Chunks of a map take longer than single calls of the same
+        # function; a timeout is per item.
+        group = ~task.fn_id
+        if timeout is not None:
+            timeout *= record.items
+    else:
+        group = task.fn_id
+    return _new_spec(
+        (
+            record.future._key,
+            tuple([dep._key for dep in record.deps]) if record.deps else (),
+            task.priority,
+            group,
+            policy.retries,
+            timeout,
+            policy.retry_delay,
+            record.items > 1,
+            bool(record.flags & ISOLATE),
+        )
+    )
+
+
+def call_of(key: int, record: Record, raw: Mapping[int, Any], backend: Backend) -> Call:
+    """The call a task is sent as: its dependencies' results in argument
+    order, pickled for a backend that pickles (``raw`` holds the pickles
+    received from workers, forwarded as they came)."""
+    deps: list[Any] = []
+    if record.deps:
+        if backend.pickles:
+            for dep in record.deps:
+                pickled = raw.get(dep._key)
+                if pickled is None:
+                    pickled = serialize.dumps_oob(dep.result(), backend.store)
+                deps.append(pickled)
+        else:
+            deps = [dep.result() for dep in record.deps]
+    task = record.task
+    return new_call(
+        (key, task.fn_id, record.payload, deps, record.items > 0, record.flags, task.fn, task.blob)
+    )

@@ -13,13 +13,14 @@
 
 User threads never touch the state: they append to the inbox and wake the
 loop. A wake-up is written only when none is pending, so a burst of submits
-costs one. With a synchronous backend (``inline``) there is no thread: the
-caller runs the loop until nothing is left to do.
+costs one. A turn takes a burst in slices (``MAX_INTAKE``), and a thread that
+submits faster than turns take waits, outside the executor's lock, for the
+next turn to begin (``throttle``). With a synchronous backend (``inline``)
+there is no thread: the caller runs the loop until nothing is left to do.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from _thread import RLock
@@ -29,21 +30,21 @@ from concurrent.futures import InvalidStateError
 from typing import Any
 
 from ._errors import WorkerCrashedError
-from ._futures import FINISHED, PENDING, RUNNING, Future
-from ._record import Record
+from ._futures import PENDING, RUNNING, Future
+from ._record import Record, call_of, task_spec
 from ._settle import (
     cancel,
     claim,
     dependency_error,
+    dependency_failed,
     fail,
-    join_halves,
     lost_error,
     notify_cancelled,
+    split_chunk,
 )
 from .backends.base import (
     ISOLATE,
     Backend,
-    Call,
     Completed,
     Exited,
     GaveBack,
@@ -71,21 +72,13 @@ from .scheduler import (
     Started,
     Steal,
     Submitted,
-    TaskSpec,
     Tick,
     WorkerJoined,
     WorkerLost,
 )
-from .transport import serialize
 
 __all__ = ["Runtime"]
 
-
-#: ``TaskSpec(*fields)`` without the Python-level ``__new__`` every NamedTuple
-#: has: one is made per task.
-_task_spec = functools.partial(tuple.__new__, TaskSpec)
-#: ``Call(*fields)`` likewise: one is made per task sent.
-_new_call = functools.partial(tuple.__new__, Call)
 
 #: Submitted tasks one turn takes from the inbox at most; the rest wait for
 #: the next turn, which follows at once. A burst of submits is taken in slices
@@ -95,12 +88,12 @@ _new_call = functools.partial(tuple.__new__, Call)
 #: see docs/benchmarks.md). Big enough that a turn's fixed cost stays small.
 MAX_INTAKE = 256
 
-#: Submitted tasks the inbox may hold before a submitting thread stops until
-#: the runtime's next turn begins. Two threads that both want the GIL hand it
-#: over only every switch interval (5 ms), and the runtime loses it at each
-#: system call it makes: a caller submitting in a loop starved it, and the
-#: workers with it. Waiting hands the GIL over at once (W7: ~113k -> ~125k
-#: tasks/s, see docs/benchmarks.md).
+#: Entries (submitted tasks, mostly) the inbox may hold before a submitting
+#: thread waits, in ``throttle``, until the runtime's next turn begins. Two
+#: threads that both want the GIL hand it over only every switch interval
+#: (5 ms), and the runtime loses it at each system call it makes: a caller
+#: submitting in a loop starved it, and the workers with it. Waiting hands
+#: the GIL over at once (W7: ~113k -> ~125k tasks/s, see docs/benchmarks.md).
 MAX_BACKLOG = 4 * MAX_INTAKE
 #: The longest a submit waits for a turn to begin. A runtime busy in a slow
 #: done-callback is not waited for again until it begins its next turn.
@@ -130,9 +123,12 @@ class Runtime:
         #: make), everything else as (kind, item).
         self._inbox: deque[Record | tuple[str, Any]] = deque()
         self._wake_pending = False
-        #: Turns begun, and an event set as each begins: see _wait_for_turn.
+        #: Turns begun; threads in throttle() wait on the condition for the
+        #: next, and count themselves in _throttled while they do.
         self._turns = 0
-        self._turn_begun = threading.Event()
+        self._turn_begun = threading.Condition(threading.Lock())
+        self._throttled = 0
+        #: The turn a throttle() wait ran out in: not waited on again.
         self._stalled_at = -1
         self._closing = False
         self._close_requested = False
@@ -165,22 +161,30 @@ class Runtime:
         elif not self._wake_pending:
             self._wake_pending = True
             self._backend.wakeup()
-        if len(self._inbox) > MAX_BACKLOG and self._thread is not threading.current_thread():
-            self._wait_for_turn()
 
-    def _wait_for_turn(self) -> None:
-        """Let the runtime thread run: wait until its next turn begins.
+    def throttle(self) -> None:
+        """After a submit, with no lock held: if more than ``MAX_BACKLOG``
+        entries wait in the inbox, let the runtime thread run until its next
+        turn begins.
 
-        Never from the runtime thread (a done-callback that submits), and not
-        again after a wait that ran out, until a turn has begun since."""
-        turn = self._turns
-        if turn == self._stalled_at or self._thread is None:
+        Called outside the executor's lock, which a done-callback on the
+        runtime thread may need. Never waits on the runtime thread itself (a
+        done-callback that submits), nor again, after a wait that ran out,
+        before a turn has begun since (a runtime busy in a slow callback).
+        """
+        if len(self._inbox) <= MAX_BACKLOG:
             return
-        self._turn_begun.clear()
-        if self._turns != turn:
-            return  # one began meanwhile (its set() may have come before the clear)
-        if not self._turn_begun.wait(BACKLOG_WAIT):
-            self._stalled_at = turn
+        thread = self._thread
+        turn = self._turns
+        if thread is None or thread is threading.current_thread() or turn == self._stalled_at:
+            return
+        with self._turn_begun:
+            self._throttled += 1
+            try:
+                if not self._turn_begun.wait_for(lambda: self._turns != turn, BACKLOG_WAIT):
+                    self._stalled_at = turn
+            finally:
+                self._throttled -= 1
 
     def notify_cancelled(self, future: Future[Any]) -> None:
         self._post("cancel", future)
@@ -299,15 +303,22 @@ class Runtime:
         events: list[Event] = []
         self._wake_pending = False
         self._turns += 1
-        if not self._turn_begun.is_set():  # a submit waits for it (else it stays set)
-            self._turn_begun.set()
+        if self._throttled:  # read after the count moved: see throttle()
+            with self._turn_begun:
+                self._turn_begun.notify_all()
         for worker, keys in self._unsent.items():
+            # Found cancelled as they were dispatched: given back, and cancelled
+            # now (their own "cancel" entries may wait in the inbox behind
+            # more than one turn's intake; a second Cancelled is ignored).
             events.append(Returned(worker, keys, now, stolen=False))
+            events.append(Cancelled(keys, now))
+            self._settled.extend(keys)
         self._unsent.clear()
         cancelled: list[Future[Any]] = []
         inbox = self._inbox
         submitted: list[Record] = []
-        intake = MAX_INTAKE
+        # A close queued behind a burst is not kept waiting by the slices.
+        intake = len(inbox) if self._close_requested else MAX_INTAKE
         while inbox and intake:
             entry = inbox.popleft()
             if isinstance(entry, Record):
@@ -360,56 +371,15 @@ class Runtime:
     def _accept(self, records: list[Record], events: list[Event], now: float) -> None:
         specs = []
         for record in records:
-            key = record.future._key
             if self.broken is not None:
                 fail(record.future, WorkerCrashedError(self.broken))
                 continue
-            if record.deps and self._failed_dependency(record) is not None:
+            if record.deps and dependency_failed(record):
                 continue
-            self._records[key] = record
-            deps = tuple([dep._key for dep in record.deps]) if record.deps else ()
-            task = record.task
-            policy = task.policy
-            timeout = policy.timeout
-            if record.items:
-                # Chunks of a map take longer than single calls of the same
-                # function; a timeout is per item.
-                group = ~task.fn_id
-                if timeout is not None:
-                    timeout *= record.items
-            else:
-                group = task.fn_id
-            specs.append(
-                _task_spec(
-                    (
-                        key,
-                        deps,
-                        task.priority,
-                        group,
-                        policy.retries,
-                        timeout,
-                        policy.retry_delay,
-                        record.items > 1,
-                        bool(record.flags & ISOLATE),
-                    )
-                )
-            )
+            self._records[record.future._key] = record
+            specs.append(task_spec(record))
         if specs:
             events.append(Submitted(specs, now))
-
-    def _failed_dependency(self, record: Record) -> Future[Any] | None:
-        """Settle a task at once if a dependency already failed or was cancelled."""
-        for dep in record.deps:
-            state = dep._state
-            if state in (PENDING, RUNNING) or (state == FINISHED and dep._exception is None):
-                continue  # at a glance, without its lock: the usual case
-            if dep.cancelled():
-                cancel(record.future)
-                return dep
-            if dep.done() and dep.exception() is not None:
-                fail(record.future, dependency_error(record.future, dep))
-                return dep
-        return None
 
     def _absorb(self, report: Report, events: list[Event], deferred: list[int], now: float) -> None:
         if type(report) is Completed:
@@ -539,13 +509,14 @@ class Runtime:
                         state = future._state
                         if state == PENDING:
                             future._state = RUNNING
-                        elif state != RUNNING and not future.set_running_or_notify_cancel():
+                        elif state != RUNNING:
                             # Cancelled meanwhile: handed back to the scheduler
-                            # next turn, before its Cancelled event.
+                            # next turn, and cancelled there (see _turn).
+                            notify_cancelled(future)
                             self._unsent.setdefault(ins.worker, []).append(key)
                             continue
                         claimed.append((key, record))
-                calls = [self._call(key, record) for key, record in claimed]
+                calls = [call_of(key, record, self._raw, self._backend) for key, record in claimed]
                 if calls:
                     self._backend.send(ins.worker, calls)
             elif type(ins) is Release:
@@ -599,31 +570,6 @@ class Runtime:
             records.pop(key, None)
         self._settled.clear()
 
-    def _call(self, key: int, record: Record) -> Call:
-        deps: list[Any] = []
-        if record.deps:
-            if self._backend.pickles:
-                for dep in record.deps:
-                    raw = self._raw.get(dep._key)
-                    if raw is None:
-                        raw = serialize.dumps_oob(dep.result(), self._backend.store)
-                    deps.append(raw)
-            else:
-                deps = [dep.result() for dep in record.deps]
-        task = record.task
-        return _new_call(
-            (
-                key,
-                task.fn_id,
-                record.payload,
-                deps,
-                record.items > 0,
-                record.flags,
-                task.fn,
-                task.blob,
-            )
-        )
-
     def _fail_lost(self, ins: Lost) -> None:
         record = self._records.get(ins.key)
         if record is None or record.future.done():
@@ -644,29 +590,8 @@ class Runtime:
 
     def _split(self, record: Record) -> None:
         """Replace a map chunk that took its worker down by its two halves."""
-        parent = record.future
-        if parent.done():
-            return
-        payload = record.payload
-        star, items, retry = serialize.loads(payload) if self._backend.pickles else payload
-        middle = len(items) // 2
-        halves = []
-        for part in (items[:middle], items[middle:]):
-            chunk = (star, part, retry)
-            child: Future[Any] = Future(self, next(self._keys), parent.name)
-            child._state = RUNNING  # it stands for the parent, which is running
-            halves.append(
-                Record(
-                    child,
-                    record.task,
-                    serialize.dumps_oob(chunk, self._backend.store)
-                    if self._backend.pickles
-                    else chunk,
-                    (),
-                    len(part),
-                )
-            )
-        for half in halves:
-            half.flags |= ISOLATE  # a crash of one is known to be its own
-        join_halves(parent, (halves[0].future, middle), (halves[1].future, len(items) - middle))
-        self._inbox.extend(halves)
+        if not record.future.done():
+            self._inbox.extend(split_chunk(record, self._new_future, self._backend))
+
+    def _new_future(self, name: str) -> Future[Any]:
+        return Future(self, next(self._keys), name)

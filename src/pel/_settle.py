@@ -7,22 +7,27 @@ stand. Only the runtime thread calls these.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import InvalidStateError
 from typing import Any
 
 from ._errors import DependencyError, TaskTimeoutError, WorkerCrashedError
-from ._futures import CANCELLED, RUNNING, Future
-from .backends.base import Exited, describe_exit
+from ._futures import CANCELLED, FINISHED, PENDING, RUNNING, Future
+from ._record import Record
+from .backends.base import ISOLATE, Backend, Exited, describe_exit
 from .scheduler import Lost
+from .transport import serialize
 
 __all__ = [
     "cancel",
     "claim",
     "dependency_error",
+    "dependency_failed",
     "fail",
     "join_halves",
     "lost_error",
     "notify_cancelled",
+    "split_chunk",
 ]
 
 
@@ -167,3 +172,41 @@ def lost_error(
         f"process: call it in a plain Python process to debug it.",
         exitcode,
     )
+
+
+def dependency_failed(record: Record) -> bool:
+    """Settle a task at once if a dependency already failed or was cancelled."""
+    for dep in record.deps:
+        state = dep._state
+        if state in (PENDING, RUNNING) or (state == FINISHED and dep._exception is None):
+            continue  # at a glance, without its lock: the usual case
+        if dep.cancelled():
+            cancel(record.future)
+            return True
+        if dep.done() and dep.exception() is not None:
+            fail(record.future, dependency_error(record.future, dep))
+            return True
+    return False
+
+
+def split_chunk(
+    record: Record, new_future: Callable[[str], Future[Any]], backend: Backend
+) -> list[Record]:
+    """The two halves of a map chunk that took its worker down, each isolated
+    (a crash of one is known to be its own); their results are joined into
+    the chunk's future."""
+    parent = record.future
+    payload = record.payload
+    star, items, retry = serialize.loads(payload) if backend.pickles else payload
+    middle = len(items) // 2
+    halves = []
+    for part in (items[:middle], items[middle:]):
+        chunk = (star, part, retry)
+        child = new_future(parent.name)
+        child._state = RUNNING  # it stands for the parent, which is running
+        encoded = serialize.dumps_oob(chunk, backend.store) if backend.pickles else chunk
+        half = Record(child, record.task, encoded, (), len(part))
+        half.flags |= ISOLATE
+        halves.append(half)
+    join_halves(parent, (halves[0].future, middle), (halves[1].future, len(items) - middle))
+    return halves

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -67,25 +68,62 @@ def test_a_worker_never_forgets_a_function_a_queued_call_needs(
             assert [f.result(timeout=60) for f in futures] == [i + 1 for i in range(24)]
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="F_GETPIPE_SZ is Linux's")
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="F_GETPIPE_SZ is Linux's"
+)
+
+
+@linux_only
 @pytest.mark.parametrize("mp_context", [None, "spawn"])
-def test_the_pipes_to_a_worker_are_widened(mp_context: str | None) -> None:
+def test_the_pipes_to_a_worker_are_widened_and_given_back(mp_context: str | None) -> None:
     import fcntl
 
+    before = channel._widened
     with pel.Executor(1, mp_context=mp_context) as ex:
         assert ex.submit(identity, 1).result(timeout=60) == 1
         (handle,) = ex._backend._workers.values()  # type: ignore[attr-defined]
         for fd in (handle.fd_out, handle.fd_in):
             assert fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ) >= channel.PIPE_BYTES
+        assert channel._widened == before + 2
+    assert channel._widened == before
 
 
-def test_a_pipe_that_cannot_be_widened_keeps_its_size(monkeypatch: pytest.MonkeyPatch) -> None:
-    read_fd, write_fd = os.pipe()
-    try:
-        monkeypatch.setattr(channel, "PIPE_BYTES", 1 << 40)  # past any limit: refused
-        channel.widen_pipe(write_fd)
-        os.write(write_fd, b"still a pipe")
-        assert os.read(read_fd, 100) == b"still a pipe"
-    finally:
-        os.close(read_fd)
-        os.close(write_fd)
+@pytest.fixture
+def pipes() -> Iterator[list[int]]:
+    made = [os.pipe() for _ in range(3)]
+    yield [w for _, w in made]
+    for r, w in made:
+        os.close(r)
+        os.close(w)
+
+
+@linux_only
+def test_a_refused_widening_keeps_the_pipe_as_it_was(
+    monkeypatch: pytest.MonkeyPatch, pipes: list[int]
+) -> None:
+    import fcntl
+
+    real_fcntl = fcntl.fcntl
+    size = real_fcntl(pipes[0], fcntl.F_GETPIPE_SZ)
+
+    def refusing(fd: int, cmd: int, arg: int = 0) -> int:
+        if cmd == fcntl.F_SETPIPE_SZ:
+            raise PermissionError(1, "Operation not permitted")
+        return real_fcntl(fd, cmd, arg)
+
+    monkeypatch.setattr(fcntl, "fcntl", refusing)
+    before = channel._widened
+    assert not channel.widen_pipe(pipes[0])
+    assert real_fcntl(pipes[0], fcntl.F_GETPIPE_SZ) == size
+    assert channel._widened == before
+
+
+@linux_only
+def test_pipes_are_widened_only_within_the_process_share(
+    monkeypatch: pytest.MonkeyPatch, pipes: list[int]
+) -> None:
+    monkeypatch.setattr(channel, "_widened", 0)
+    monkeypatch.setattr(channel, "_budget", 2 * channel.PIPE_BYTES)
+    assert [channel.widen_pipe(fd) for fd in pipes] == [True, True, False]
+    channel.release_pipes(2)
+    assert channel.widen_pipe(pipes[2])

@@ -16,6 +16,7 @@ from pel._futures import Future
 from pel._record import Prepared, Record
 from pel._task import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, TaskPolicy
 from pel.backends.base import Backend, BackendOptions, Call, Report
+from pel.testing import wait_until
 
 
 class Recording(Backend):
@@ -84,13 +85,33 @@ def test_a_burst_is_taken_in_slices_and_the_first_slice_is_sent_at_once() -> Non
     assert not runtime._inbox
 
 
-def test_a_close_queued_behind_a_burst_waits_for_its_turn() -> None:
-    runtime, _ = _runtime_with(_runtime.MAX_INTAKE + 1)
-    runtime._inbox.append(("close", (False, False)))
+def test_a_close_queued_behind_a_burst_is_taken_with_it() -> None:
+    """shutdown() and terminate() are not kept waiting behind the slices."""
+    runtime, _ = _runtime_with(2 * _runtime.MAX_INTAKE)
+    runtime._started = True  # as after a first submit (no thread here)
+    runtime.close(wait=False, cancel_futures=False)
     runtime._turn([])
-    assert not runtime._closing  # the last task of the burst is not in yet
+    assert runtime._closing and len(runtime._records) == 2 * _runtime.MAX_INTAKE
+
+
+def test_a_task_found_cancelled_at_dispatch_is_cancelled_next_turn() -> None:
+    """Its own cancel entry waits in the inbox behind more than a turn's
+    intake; meanwhile it must be neither dispatched again (a second claim of
+    a cancelled future raises) nor kept."""
+    runtime, backend = _runtime_with(2 * _runtime.MAX_INTAKE + 10)
+    first = runtime._inbox[1]
+    assert isinstance(first, Record)
+    first.future._cancel()  # as Future.cancel() does, its entry posted last
+    runtime._inbox.append(("cancel", first.future))
+    runtime._turn([])  # takes it, finds it cancelled as it dispatches
     runtime._turn([])
-    assert runtime._closing and len(runtime._records) == _runtime.MAX_INTAKE + 1
+    assert ("cancel", first.future) in runtime._inbox
+    assert first.future.key not in runtime._records
+    assert first.future.key not in runtime._state.graph.nodes
+    while runtime._inbox:
+        runtime._turn([])
+    assert first.future.cancelled()
+    assert all(first.future.key not in keys for keys in backend.sent)
 
 
 def _submit_dependents(count: int) -> list[pel.Future[Any]]:
@@ -130,6 +151,11 @@ def _identity(value: Any) -> Any:
     return value
 
 
+def _after(gate: threading.Event, value: Any) -> Any:
+    assert gate.wait(30)
+    return value
+
+
 def test_submits_do_not_wait_again_on_a_runtime_stuck_in_a_callback(
     monkeypatch: Any,
 ) -> None:
@@ -139,19 +165,22 @@ def test_submits_do_not_wait_again_on_a_runtime_stuck_in_a_callback(
     own timeout would end it)."""
     monkeypatch.setattr(_runtime, "BACKLOG_WAIT", 1.0)
     with pel.Executor(1, backend="threads") as ex:
-        gate = threading.Event()
-        stuck = threading.Event()
+        attached, gate, stuck = threading.Event(), threading.Event(), threading.Event()
+        where: list[str] = []
 
         def hold_runtime(_: Any) -> None:
+            where.append(threading.current_thread().name)
             stuck.set()
             gate.wait(300)  # past the test timeout: only gate.set() ends it
 
-        first = ex.submit(_identity, 0)
-        first.add_done_callback(hold_runtime)
+        first = ex.submit(_after, attached, 0)
+        first.add_done_callback(hold_runtime)  # before it can finish
+        attached.set()
         assert stuck.wait(30)
         futures = [ex.submit(_identity, i) for i in range(2 * _runtime.MAX_BACKLOG)]
         gate.set()
         assert [f.result(timeout=30) for f in futures] == list(range(2 * _runtime.MAX_BACKLOG))
+        assert where == ["pel-runtime"]
 
 
 def test_a_callback_on_the_runtime_thread_submits_past_the_backlog_without_waiting(
@@ -160,13 +189,38 @@ def test_a_callback_on_the_runtime_thread_submits_past_the_backlog_without_waiti
     """The runtime thread never waits for its own turn."""
     monkeypatch.setattr(_runtime, "BACKLOG_WAIT", 10.0)
     with pel.Executor(1, backend="threads") as ex:
+        attached, done = threading.Event(), threading.Event()
         made: list[pel.Future[Any]] = []
-        done = threading.Event()
+        where: list[str] = []
 
         def fan_out(_: Any) -> None:
+            where.append(threading.current_thread().name)
             made.extend(ex.submit(_identity, i) for i in range(2 * _runtime.MAX_BACKLOG))
             done.set()
 
-        ex.submit(_identity, 0).add_done_callback(fan_out)
+        first = ex.submit(_after, attached, 0)
+        first.add_done_callback(fan_out)
+        attached.set()
         assert done.wait(5)  # ten seconds a submit, were it to wait
+        assert where == ["pel-runtime"]
         assert [f.result(timeout=30) for f in made] == list(range(2 * _runtime.MAX_BACKLOG))
+
+
+def test_a_submitter_past_the_backlog_waits_until_a_turn_begins(monkeypatch: Any) -> None:
+    monkeypatch.setattr(_runtime, "BACKLOG_WAIT", 60.0)
+    runtime, _ = _runtime_with(_runtime.MAX_BACKLOG + 1)
+    runtime._thread = threading.Thread()  # stands for a runtime thread (not this one)
+    returned = threading.Event()
+
+    def submitter() -> None:
+        runtime.throttle()
+        returned.set()
+
+    thread = threading.Thread(target=submitter)
+    thread.start()
+    assert wait_until(lambda: runtime._throttled == 1, timeout=30)
+    assert not returned.is_set()
+    runtime._turn([])
+    assert returned.wait(30)
+    thread.join(30)
+    assert runtime._stalled_at == -1  # it did not run out

@@ -10,6 +10,7 @@ goes where, and when, is the scheduler's.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
@@ -119,6 +120,8 @@ class Call(NamedTuple):
 
 #: Fields of a :class:`Call` a worker process is sent (the rest stay here).
 WIRE_FIELDS = 6
+#: ``Call(*fields)`` without the Python-level ``__new__`` every NamedTuple has.
+new_call = functools.partial(tuple.__new__, Call)
 
 
 class Outcome(NamedTuple):
@@ -133,6 +136,10 @@ class Outcome(NamedTuple):
     #: The result pickled, as received from a worker process: bytes, or a
     #: ``serialize.Packed`` whose large buffers are in shared memory.
     raw: Any = None
+
+
+#: ``Outcome(*fields)``, likewise.
+new_outcome = functools.partial(tuple.__new__, Outcome)
 
 
 class Completed(Value):

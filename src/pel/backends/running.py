@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from itertools import islice, starmap
 
 TYPE_CHECKING = False  # not typing's: importing it costs a worker's start-up
@@ -37,7 +37,7 @@ def remote_error(exc: BaseException) -> BaseException:
 
 
 def run_chunk(
-    fn: Callable[..., Any], chunk: tuple[bool, list[Any], RetrySpec | None]
+    fn: Callable[..., Any], chunk: tuple[bool, Sequence[Any], RetrySpec | None]
 ) -> tuple[list[Any], list[tuple[int, BaseException]] | None, float]:
     """Apply ``fn`` to each item of a map chunk.
 

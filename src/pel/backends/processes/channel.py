@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 
 RUN, STEAL, STOP, DROP, PRELOAD = 1, 2, 3, 4, 5
 DONE, RETURNED, INIT_FAILED, DROPPED, STARTED, RETIRING, READY = 11, 12, 13, 14, 15, 16, 17
@@ -29,16 +30,55 @@ HEADER_SIZE = _HEADER.size
 #: for the other side to make room: W2 went ~14% faster (docs/benchmarks.md).
 PIPE_BYTES = 1 << 18
 
+#: The share of the user's soft limit on pipe memory that this process's
+#: widened pipes may take. Past that limit the kernel gives every new pipe of
+#: the user (in any program) a page or two: widening must never get there.
+PIPE_SHARE = 4
 
-def widen_pipe(fd: int) -> None:
-    """Ask for a ``PIPE_BYTES`` pipe; keep the default where that is refused."""
-    try:
-        import fcntl
+_widened = 0
+_widen_lock = threading.Lock()
+_budget: int | None = None
 
-        if fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ) < PIPE_BYTES:
+
+def widen_pipe(fd: int) -> bool:
+    """Ask for a ``PIPE_BYTES`` pipe, within this process's share of pipe
+    memory; True if it was widened (call :func:`release_pipes` once it is
+    closed). Where that is refused, the default size stands."""
+    global _widened
+    with _widen_lock:
+        if (_widened + 1) * PIPE_BYTES > _pipe_budget():
+            return False
+        try:
+            import fcntl
+
+            if fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ) >= PIPE_BYTES:
+                return False
             fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-    except (ImportError, AttributeError, OSError):
-        pass  # not Linux, or past the user's share of pipe memory (EPERM)
+        except (ImportError, AttributeError, OSError):
+            return False  # not Linux, or past the user's share of pipe memory (EPERM)
+        _widened += 1
+        return True
+
+
+def release_pipes(count: int) -> None:
+    """``count`` pipes that :func:`widen_pipe` widened were closed."""
+    global _widened
+    with _widen_lock:
+        _widened -= count
+
+
+def _pipe_budget() -> int:
+    """Bytes of widened pipes this process may hold: ``1 / PIPE_SHARE`` of
+    the user's soft limit (``/proc/sys/fs/pipe-user-pages-soft``; 0: none)."""
+    global _budget
+    if _budget is None:
+        try:
+            with open("/proc/sys/fs/pipe-user-pages-soft") as f:
+                pages = int(f.read())
+        except (OSError, ValueError):
+            pages = 16384  # Linux's default
+        _budget = (pages or 1 << 30) * os.sysconf("SC_PAGE_SIZE") // PIPE_SHARE
+    return _budget
 
 
 def frame(payload: bytes) -> bytes:

@@ -34,6 +34,7 @@ from ..base import (
     Outcome,
     Report,
     StartedCall,
+    new_outcome,
     usable_cores,
 )
 from .channel import (
@@ -51,6 +52,7 @@ from .channel import (
     STOP,
     FrameReader,
     frame,
+    release_pipes,
     resident_bytes,
     widen_pipe,
 )
@@ -266,10 +268,11 @@ class ProcessesBackend(Backend):
             process = _MpProcess(mp_process)
             fd_out, fd_in = parent_out.fileno(), parent_in.fileno()
             closers = (parent_out.close, parent_in.close)
+        widened = widen_pipe(fd_out) + widen_pipe(fd_in)
+        if widened:
+            closers += (functools.partial(release_pipes, widened),)
         handle = _WorkerHandle(self._next_id, process, fd_out, fd_in, closers)
         self._next_id += 1
-        widen_pipe(handle.fd_out)
-        widen_pipe(handle.fd_in)
         os.set_blocking(handle.fd_out, False)
         os.set_blocking(handle.fd_in, False)
         self._workers[handle.id] = handle
@@ -339,7 +342,7 @@ class ProcessesBackend(Backend):
             outcome = None
             if ok and type(blob) is bytes:
                 try:
-                    outcome = _new_outcome((key, True, pickle.loads(blob), seconds, blob))
+                    outcome = new_outcome((key, True, pickle.loads(blob), seconds, blob))
                 except Exception:
                     pass  # _outcome says why
             if outcome is None:
@@ -582,10 +585,6 @@ class ProcessesBackend(Backend):
                 except BrokenPipeError:
                     pass
                 handle.outbox.clear()
-
-
-#: ``Outcome(*fields)`` without the Python-level ``__new__``: one per result.
-_new_outcome = functools.partial(tuple.__new__, Outcome)
 
 
 def _mib(size: int) -> str:

@@ -396,7 +396,7 @@ class _Worker:
         chunk: its length follows its size, which changes from chunk to chunk
         (after tiny first chunks, a chunk a hundred times longer looked quick
         and held the results before it back)."""
-        _, fn_id, _, _, chunk, _ = self.queue[0]
+        _key, fn_id, _payload, _deps, chunk, _flags = self.queue[0]
         expected = self.expected.get(fn_id)
         return (
             not chunk
