@@ -21,10 +21,8 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from . import _arguments, _refs
-from ._encode import encode_call
 from ._errors import (
     ExecutorShutdownError,
     OptionError,
@@ -33,10 +31,7 @@ from ._errors import (
     WorkerCrashedError,
 )
 from ._futures import Future, FutureFoundError
-from ._map import MapRun
-from ._record import Prepared, Record
-from ._refs import ObjectRef
-from ._runtime import Runtime
+from ._options import check_data_plane, parse_size
 from ._task import (
     DEFAULT_RETRIES,
     DEFAULT_RETRY_DELAY,
@@ -49,9 +44,18 @@ from ._task import (
     check_timeout,
     split_options,
 )
-from .backends import load_backend
-from .backends.base import BackendOptions, usable_cores
-from .transport import serialize
+from .backends import BACKENDS, load_backend, usable_cores
+
+if TYPE_CHECKING:
+    from . import _arguments, _refs
+    from ._encode import encode_call
+    from ._map import MapRun
+    from ._record import Prepared, Record
+    from ._refs import ObjectRef
+    from ._runtime import Runtime
+    from .backends.base import Backend, BackendOptions
+    from .backends.processes.zygote import Launcher
+    from .transport import serialize
 
 __all__ = ["Executor"]
 
@@ -108,6 +112,43 @@ def _check_callable(fn: object, where: str) -> None:
         raise TypeError(f"{where} needs a callable first, got {type(fn).__name__}: {fn!r}")
 
 
+def _load_machinery() -> None:
+    """Import what a running executor is made of (module globals here from
+    then on): the runtime, the scheduler, the encoding of calls.
+
+    Not when this module is imported but as the first executor starts, after
+    pel's fork server was started: these imports (~13 ms) then run while it
+    boots (~16 ms), not before it (W8, cold start: docs/benchmarks.md)."""
+    global _arguments, _refs, encode_call, MapRun, Prepared, Record, ObjectRef, Runtime
+    global BackendOptions, serialize
+    from . import _arguments, _refs
+    from ._encode import encode_call
+    from ._map import MapRun
+    from ._record import Prepared, Record
+    from ._refs import ObjectRef
+    from ._runtime import Runtime
+    from .backends.base import BackendOptions
+    from .transport import serialize
+
+
+def _boot_fork_server(
+    backend: str, mp_context: Any, max_workers: int, inner_threads: int | None
+) -> Launcher | None:
+    """Start pel's fork server now, for a processes executor that uses it
+    (Linux, no ``mp_context``), with its workers' native thread caps."""
+    if backend != "processes" or mp_context is not None or not sys.platform.startswith("linux"):
+        return None
+    from .backends.processes.native_threads import worker_environment
+    from .backends.processes.zygote import Launcher
+
+    launcher = Launcher()
+    launcher.environment = worker_environment(
+        inner_threads, max_workers, usable_cores(), os.environ
+    )
+    launcher.boot()
+    return launcher
+
+
 class Executor(concurrent.futures.Executor):
     """Runs calls on a pool of workers; a ``concurrent.futures.Executor``.
 
@@ -162,8 +203,9 @@ class Executor(concurrent.futures.Executor):
         spill_dir: str | os.PathLike[str] | Literal[False] | None = None,
         inner_threads: int | None = None,
     ) -> None:
-        backend_cls = load_backend(backend)
-        _check_data_plane(shm_threshold, shm_limit, spill_dir)
+        if not isinstance(backend, str) or backend not in BACKENDS:
+            load_backend(backend)  # raises, naming the choices
+        check_data_plane(shm_threshold, shm_limit, spill_dir)
         if max_workers is None:
             cores = usable_cores()
             max_workers = {"threads": min(32, cores + 4), "inline": 1}.get(backend, cores)
@@ -199,6 +241,10 @@ class Executor(concurrent.futures.Executor):
             or inner_threads < 1
         ):
             raise OptionError(f"inner_threads must be an int >= 1, got {inner_threads!r}")
+        if mp_context is not None and backend == "processes":
+            from .backends.processes.pool import resolve_context
+
+            resolve_context(mp_context)  # a bad one fails here, not at the first submit
         memory_limit = None if worker_memory_limit is None else parse_size(worker_memory_limit)
         timeout = None if task_timeout is None else check_timeout(task_timeout, "task_timeout")
         self._policy = TaskPolicy(
@@ -212,32 +258,81 @@ class Executor(concurrent.futures.Executor):
         #: submit of the same function is one dict lookup (it holds the
         #: function, so the id is not reused while the entry lives).
         self._prepared: dict[int, tuple[Callable[..., Any], Prepared]] = {}
-        options = BackendOptions(
-            max_workers,
+        self._backend_name = backend
+        self._max_workers = max_workers
+        #: The backend's options but the worker count, for _start.
+        self._backend_args = (
             initializer,
             initargs,
             mp_context,
-            max_tasks_per_worker=max_tasks_per_worker,
-            worker_memory_limit=memory_limit,
-            shm_threshold=shm_threshold,
-            shm_limit=shm_limit,
-            spill_dir=spill_dir,
-            inner_threads=inner_threads,
+            max_tasks_per_worker,
+            memory_limit,
+            shm_threshold,
+            shm_limit,
+            spill_dir,
+            inner_threads,
         )
-        self._backend = backend_cls(options)
-        self._backend_name = backend
-        self._max_workers = max_workers
         self._keys = itertools.count()
-        self._runtime = Runtime(self._backend, max_workers, self._keys)
-        self._functions = _FunctionTable(backend_cls.pickles)
         self._maps: weakref.WeakSet[MapRun] = weakref.WeakSet()
         self._shutdown = False
+        self._started = False
         # Reentrant: on the inline backend a task runs inside submit and may
         # submit more (those run after it; waiting on them there deadlocks).
         self._lock = threading.RLock()
-        _open_runtimes.add(self._runtime)
-        # Garbage-collected without shutdown: finish queued work, then stop.
-        weakref.finalize(self, _close_quietly, self._runtime)
+
+    def _start(self) -> None:
+        """Make the backend and the runtime: at the first submit, map or put.
+
+        An executor never used starts nothing (a module may make one as it is
+        imported, and pel's fork server imports the user's script again). The
+        fork server is started first, and the rest of pel imported while it
+        boots.
+        """
+        with self._lock:
+            if self._started:
+                return
+            if self._shutdown:
+                raise ExecutorShutdownError("cannot submit new tasks: this executor was shut down")
+            (
+                initializer,
+                initargs,
+                mp_context,
+                max_tasks_per_worker,
+                memory_limit,
+                shm_threshold,
+                shm_limit,
+                spill_dir,
+                inner_threads,
+            ) = self._backend_args
+            name, workers = self._backend_name, self._max_workers
+            launcher = _boot_fork_server(name, mp_context, workers, inner_threads)
+            try:
+                _load_machinery()
+                backend_cls = load_backend(name)
+                options = BackendOptions(
+                    workers,
+                    initializer,
+                    initargs,
+                    mp_context,
+                    max_tasks_per_worker=max_tasks_per_worker,
+                    worker_memory_limit=memory_limit,
+                    shm_threshold=shm_threshold,
+                    shm_limit=shm_limit,
+                    spill_dir=spill_dir,
+                    inner_threads=inner_threads,
+                    launcher=launcher,
+                )
+                self._backend: Backend = backend_cls(options)
+            except BaseException:
+                if launcher is not None:
+                    launcher.close()
+                raise
+            self._runtime: Runtime = Runtime(self._backend, workers, self._keys)
+            self._functions = _FunctionTable(backend_cls.pickles)
+            _open_runtimes.add(self._runtime)
+            # Garbage-collected without shutdown: finish queued work, then stop.
+            weakref.finalize(self, _close_quietly, self._runtime)
+            self._started = True
 
     # -- introspection ----------------------------------------------------------
 
@@ -251,7 +346,7 @@ class Executor(concurrent.futures.Executor):
 
     def worker_pids(self) -> list[int]:
         """Process ids of the live worker processes (empty for in-process backends)."""
-        return self._runtime.worker_pids()
+        return self._runtime.worker_pids() if self._started else []
 
     # -- submitting ---------------------------------------------------------------
 
@@ -288,6 +383,7 @@ class Executor(concurrent.futures.Executor):
         The checks run in the order they always have, so the same mistake
         gives the same error."""
         _check_callable(fn, "submit()")
+        self._start()
         task_fn, options = split_options(fn)
         name = options.name if options is not None and options.name else _name_of(task_fn)
         payload, deps = encode_call(self._backend, self._runtime, name, args, kwargs)
@@ -322,7 +418,7 @@ class Executor(concurrent.futures.Executor):
     def _check_open(self) -> None:
         if self._shutdown:
             raise ExecutorShutdownError("cannot submit new tasks: this executor was shut down")
-        if self._runtime.broken is not None:
+        if self._started and self._runtime.broken is not None:
             raise WorkerCrashedError(self._runtime.broken)
 
     def put(self, obj: R) -> ObjectRef[R]:
@@ -333,6 +429,7 @@ class Executor(concurrent.futures.Executor):
         instead of receiving a copy. The data is freed when the ref is
         garbage-collected and no pending task uses it.
         """
+        self._start()
         with self._lock:
             self._check_open()
         return _refs.put(self._backend.store, obj)
@@ -363,6 +460,7 @@ class Executor(concurrent.futures.Executor):
             raise OptionError(f"timeout must be a non-negative number or None, got {timeout!r}")
         if not iterables:
             raise TypeError("map() needs at least one iterable")
+        self._start()
         with self._lock:
             self._check_open()
         fn, options = split_options(fn)
@@ -435,6 +533,8 @@ class Executor(concurrent.futures.Executor):
                 run.drain()
         with self._lock:
             self._shutdown = True
+            if not self._started:
+                return  # nothing was started
         if self._runtime.close(wait=wait, cancel_futures=cancel_futures):
             _open_runtimes.discard(self._runtime)  # else interpreter exit waits for it
 
@@ -445,6 +545,8 @@ class Executor(concurrent.futures.Executor):
         """
         with self._lock:
             self._shutdown = True
+            if not self._started:
+                return
         if self._runtime.close(wait=True, cancel_futures=True, kill=True):
             _open_runtimes.discard(self._runtime)
 
@@ -458,60 +560,6 @@ class Executor(concurrent.futures.Executor):
     def __repr__(self) -> str:
         state = "shut down" if self._shutdown else "open"
         return f"<pel.Executor {self._backend_name} x{self._max_workers} {state}>"
-
-
-_SIZE_UNITS = {
-    "": 1,
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "tb": 10**12,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-    "tib": 2**40,
-}
-
-
-def parse_size(size: object, what: str = "worker_memory_limit") -> int:
-    """Bytes from an int or a string such as ``"512MiB"`` or ``"2 GB"``."""
-    if isinstance(size, int) and not isinstance(size, bool):
-        number, unit = float(size), ""
-    elif isinstance(size, str):
-        text = size.strip().lower()
-        digits = text.rstrip("abcdefghijklmnopqrstuvwxyz ")
-        unit = text[len(digits) :].strip()
-        try:
-            number = float(digits)
-        except ValueError:
-            number = -1.0
-        if unit not in _SIZE_UNITS:
-            number = -1.0
-    else:
-        number, unit = -1.0, ""
-    if not number > 0:
-        raise OptionError(
-            f"{what} must be a positive number of bytes or a string such as '2GiB', got {size!r}"
-        )
-    return int(number * _SIZE_UNITS[unit])
-
-
-def _check_data_plane(threshold: object, limit: object, spill_dir: object) -> None:
-    for option, value in (("shm_threshold", threshold), ("shm_limit", limit)):
-        if value is None:
-            continue
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise OptionError(f"{option} must be an int (bytes) or None, got {value!r}")
-        if value < (1 if option == "shm_threshold" else 0):
-            raise OptionError(f"{option} must be at least 1 byte, got {value}")
-    if spill_dir is None or spill_dir is False:
-        return
-    if not isinstance(spill_dir, (str, os.PathLike)):
-        raise OptionError(f"spill_dir must be a path, None or False, got {spill_dir!r}")
-    path = os.fspath(spill_dir)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise OptionError(f"spill_dir must be a directory, and {path!r} is not one")
 
 
 _open_runtimes: weakref.WeakSet[Runtime] = weakref.WeakSet()

@@ -69,8 +69,12 @@ def main():
     assert_all_gone(s)
     # Nothing in the killed process could run: its files are still there...
     assert files_of(s.proc.pid) == first["files"]
-    # ...until the next program that makes an executor, which sweeps them.
-    later = script("def main():\n    pel.Executor(1)\n    report(ok=True)\n")
+    # ...until the next program that starts an executor (at its first
+    # submit: an executor never used starts nothing), which sweeps them.
+    later = script(
+        "def main():\n    with pel.Executor(1) as ex:\n        ex.submit(abs, -1).result()\n"
+        "    report(ok=True)\n"
+    )
     assert later.read() == {"ok": True}
     assert later.wait() == 0, later.stderr
     assert files_of(s.proc.pid) == []

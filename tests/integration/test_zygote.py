@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import pel
+from pel.backends.processes import zygote
 from pel.testing import wait_for_exit, wait_until
 
 pytestmark = pytest.mark.skipif(
@@ -177,3 +178,59 @@ def test_a_killed_server_is_replaced_and_no_task_is_lost() -> None:
         assert wait_until(lambda: not old & set(ex.worker_pids()), timeout=30)
         assert sorted(ex.map(abs, range(-50, 0))) == list(range(1, 51))
         assert server_of(ex) != server
+
+
+def test_the_server_boots_before_the_rest_of_pel_is_imported(tmp_path: Path) -> None:
+    """The first submit starts the fork server first and imports pel's
+    machinery while it boots (W8); an executor never used imports none of it."""
+    code = textwrap.dedent(
+        """
+        import sys
+        import pel
+        from pel.backends.processes import zygote
+
+        booted_with = []
+        boot = zygote.Launcher.boot
+        def recording_boot(self):
+            booted_with.append("pel._runtime" in sys.modules)
+            boot(self)
+        zygote.Launcher.boot = recording_boot
+
+        ex = pel.Executor(2)
+        print("unused imports runtime:", "pel._runtime" in sys.modules)
+        assert ex.submit(abs, -1).result() == 1
+        ex.shutdown()
+        print("runtime imported when booting:", booted_with)
+        """
+    )
+    out = run(["-c", code], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "unused imports runtime: False",
+        "runtime imported when booting: [False]",
+    ]
+
+
+def test_a_start_that_fails_after_the_server_booted_stops_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pel.transport import shm
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("no shared memory here")
+
+    monkeypatch.setattr(shm.Store, "create", broken)
+    launched: list[object] = []
+    real_boot = zygote.Launcher.boot
+
+    def recording_boot(self: zygote.Launcher) -> None:
+        launched.append(self)
+        real_boot(self)
+
+    monkeypatch.setattr(zygote.Launcher, "boot", recording_boot)
+    ex = pel.Executor(2)
+    with pytest.raises(OSError, match="no shared memory"):
+        ex.submit(abs, -1)
+    (launcher,) = launched
+    assert launcher._zygote_pid is None and launcher._socket is None  # killed and reaped
+    ex.shutdown()

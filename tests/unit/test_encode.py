@@ -18,7 +18,8 @@ from pel.transport import serialize
 
 @pytest.fixture
 def ex() -> Iterator[pel.Executor]:
-    executor = pel.Executor(1)  # no submit: no worker starts
+    executor = pel.Executor(1)
+    executor._start()  # its backend and runtime; no submit, so no worker
     yield executor
     executor.shutdown()
 
@@ -60,6 +61,7 @@ def test_a_future_passed_twice_is_one_dependency(ex: pel.Executor) -> None:
 
 def test_a_future_of_another_executor_is_refused(ex: pel.Executor) -> None:
     with pel.Executor(1) as other:
+        other._start()
         (foreign,) = futures(other, 1)
         with pytest.raises(pel.ForeignFutureError, match="another executor"):
             encode(ex, foreign)

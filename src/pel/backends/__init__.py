@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import os
 
 TYPE_CHECKING = False  # not typing's: worker processes import this package
 if TYPE_CHECKING:
     from .base import Backend
 
-__all__ = ["BACKENDS", "Backend", "load_backend"]
+__all__ = ["BACKENDS", "Backend", "load_backend", "usable_cores"]
 
 #: name -> "module:class", imported only when chosen.
 BACKENDS = {
@@ -34,3 +35,11 @@ def load_backend(name: str) -> type[Backend]:
     module_name, _, class_name = BACKENDS[name].partition(":")
     cls: type[Backend] = getattr(importlib.import_module(module_name), class_name)
     return cls
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, where there is one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1

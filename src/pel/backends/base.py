@@ -21,6 +21,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from .._arguments import substitute
 from .._value import Value
+from . import usable_cores
 from .running import ISOLATE, TIMED, run_chunk
 
 __all__ = [
@@ -41,19 +42,12 @@ __all__ = [
 ]
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity, where there is one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
 class BackendOptions(Value):
     __slots__ = (
         "initargs",
         "initializer",
         "inner_threads",
+        "launcher",
         "max_tasks_per_worker",
         "max_workers",
         "mp_context",
@@ -75,6 +69,7 @@ class BackendOptions(Value):
         shm_limit: int | None = None,
         spill_dir: Any = None,
         inner_threads: int | None = None,
+        launcher: Any = None,
     ) -> None:
         self.max_workers = max_workers
         self.initializer = initializer
@@ -91,6 +86,9 @@ class BackendOptions(Value):
         #: Threads each worker's native libraries may start (processes backend;
         #: None: cores / workers): see ``backends.processes.native_threads``.
         self.inner_threads = inner_threads
+        #: pel's fork server, already booting (processes backend): the
+        #: executor starts it before it imports the rest of pel.
+        self.launcher = launcher
 
 
 class Call(NamedTuple):

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..._errors import OptionError
 from ...transport import serialize
 from ...transport.shm import Store
+from .. import usable_cores
 from ..base import (
     WIRE_FIELDS,
     Backend,
@@ -35,7 +36,6 @@ from ..base import (
     Report,
     StartedCall,
     new_outcome,
-    usable_cores,
 )
 from .channel import (
     DONE,
@@ -83,7 +83,7 @@ def default_context() -> BaseContext | None:
     return multiprocessing.get_context("spawn")
 
 
-def _resolve_context(mp_context: Any) -> BaseContext | None:
+def resolve_context(mp_context: Any) -> BaseContext | None:
     if mp_context is None:
         return default_context()
     # Imported only here: pel's own fork server does not need it (~3 ms).
@@ -194,11 +194,11 @@ class ProcessesBackend(Backend):
 
     def __init__(self, options: BackendOptions) -> None:
         super().__init__(options)
-        self._ctx = _resolve_context(options.mp_context)
+        self._ctx = resolve_context(options.mp_context)
         #: Caps on the native thread pools of workers (see native_threads),
         #: read from the environment as the first worker starts.
         self._environment: dict[str, str] | None = None
-        self._launcher = Launcher()
+        self._launcher: Launcher = options.launcher or Launcher()
         self._init_blob = (
             serialize.dumps_function(options.initializer) if options.initializer else None
         )

@@ -55,6 +55,15 @@ class NestedStartError(RuntimeError):
     """Raised in a zygote that imports the user's script and meets an executor."""
 
 
+def _check_not_importing_main() -> None:
+    if _importing_main:
+        raise NestedStartError(
+            "a pel executor was started while a worker process imported your main "
+            "module; start executors under `if __name__ == '__main__':`, so that "
+            "worker processes can import the script without running it"
+        )
+
+
 class WorkerProcess:
     """The parent's handle on a worker forked by the zygote; the subset of
     ``multiprocessing.Process`` that the pool uses."""
@@ -138,14 +147,18 @@ class Launcher:
         #: the worker or the script): a new one would fail the same way.
         self.failure = ""
 
+    def boot(self) -> None:
+        """Start the zygote now if it is not running (an executor does so as
+        it starts, so that the zygote boots while the parent imports the rest
+        of pel); ``environment`` must be set before."""
+        _check_not_importing_main()
+        with self._lock:
+            if self._socket is None and not self.failure:
+                self._boot()
+
     def launch(self, read_fd: int, write_fd: int) -> WorkerProcess:
         """Fork a worker running ``worker.main(read_fd, write_fd)``; at once."""
-        if _importing_main:
-            raise NestedStartError(
-                "a pel executor was started while a worker process imported your main "
-                "module; start executors under `if __name__ == '__main__':`, so that "
-                "worker processes can import the script without running it"
-            )
+        _check_not_importing_main()
         sentinel, status_w = os.pipe()
         process = WorkerProcess(self, sentinel)
         try:
