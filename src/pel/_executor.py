@@ -112,6 +112,22 @@ def _check_callable(fn: object, where: str) -> None:
         raise TypeError(f"{where} needs a callable first, got {type(fn).__name__}: {fn!r}")
 
 
+def _check_picklable(initializer: Callable[..., object], initargs: tuple[Any, ...]) -> None:
+    """The processes backend sends these to each worker: refuse, at
+    construction, what cannot be pickled (not at the first submit)."""
+    from .transport import serialize
+
+    what = "initializer"
+    try:
+        serialize.dumps_function(initializer)
+        what = "initargs"
+        serialize.dumps(initargs)
+    except Exception as exc:
+        raise OptionError(
+            f"{what} cannot be pickled to send to the workers: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
 def _load_machinery() -> None:
     """Import what a running executor is made of (module globals here from
     then on): the runtime, the scheduler, the encoding of calls.
@@ -119,8 +135,10 @@ def _load_machinery() -> None:
     Not when this module is imported but as the first executor starts, after
     pel's fork server was started: these imports (~13 ms) then run while it
     boots (~16 ms), not before it (W8, cold start: docs/benchmarks.md)."""
-    global _arguments, _refs, encode_call, MapRun, Prepared, Record, ObjectRef, Runtime
-    global BackendOptions, serialize
+    global _machinery_loaded, _arguments, _refs, encode_call, MapRun, Prepared, Record
+    global ObjectRef, Runtime, BackendOptions, serialize
+    if _machinery_loaded:
+        return
     from . import _arguments, _refs
     from ._encode import encode_call
     from ._map import MapRun
@@ -130,16 +148,22 @@ def _load_machinery() -> None:
     from .backends.base import BackendOptions
     from .transport import serialize
 
+    _machinery_loaded = True
+
+
+_machinery_loaded = False
+
 
 def _boot_fork_server(
     backend: str, mp_context: Any, max_workers: int, inner_threads: int | None
 ) -> Launcher | None:
     """Start pel's fork server now, for a processes executor that uses it
     (Linux, no ``mp_context``), with its workers' native thread caps."""
-    if backend != "processes" or mp_context is not None or not sys.platform.startswith("linux"):
+    from .backends.processes.zygote import Launcher, supported
+
+    if backend != "processes" or mp_context is not None or not supported():
         return None
     from .backends.processes.native_threads import worker_environment
-    from .backends.processes.zygote import Launcher
 
     launcher = Launcher()
     launcher.environment = worker_environment(
@@ -241,6 +265,8 @@ class Executor(concurrent.futures.Executor):
             or inner_threads < 1
         ):
             raise OptionError(f"inner_threads must be an int >= 1, got {inner_threads!r}")
+        if initializer is not None and backend == "processes":
+            _check_picklable(initializer, initargs)
         if mp_context is not None and backend == "processes":
             from .backends.processes.pool import resolve_context
 
@@ -261,17 +287,17 @@ class Executor(concurrent.futures.Executor):
         self._backend_name = backend
         self._max_workers = max_workers
         #: The backend's options but the worker count, for _start.
-        self._backend_args = (
-            initializer,
-            initargs,
-            mp_context,
-            max_tasks_per_worker,
-            memory_limit,
-            shm_threshold,
-            shm_limit,
-            spill_dir,
-            inner_threads,
-        )
+        self._backend_options: dict[str, Any] = {
+            "initializer": initializer,
+            "initargs": initargs,
+            "mp_context": mp_context,
+            "max_tasks_per_worker": max_tasks_per_worker,
+            "worker_memory_limit": memory_limit,
+            "shm_threshold": shm_threshold,
+            "shm_limit": shm_limit,
+            "spill_dir": spill_dir,
+            "inner_threads": inner_threads,
+        }
         self._keys = itertools.count()
         self._maps: weakref.WeakSet[MapRun] = weakref.WeakSet()
         self._shutdown = False
@@ -280,58 +306,44 @@ class Executor(concurrent.futures.Executor):
         # submit more (those run after it; waiting on them there deadlocks).
         self._lock = threading.RLock()
 
-    def _start(self) -> None:
+    def _start(self, boot: bool = True) -> None:
         """Make the backend and the runtime: at the first submit, map or put.
 
         An executor never used starts nothing (a module may make one as it is
-        imported, and pel's fork server imports the user's script again). The
-        fork server is started first, and the rest of pel imported while it
-        boots.
+        imported, and pel's fork server imports the user's script again).
+        With ``boot`` (a submit or a map, not a put), pel's fork server is
+        started first, and the rest of pel imported while it boots.
         """
         with self._lock:
             if self._started:
                 return
             if self._shutdown:
                 raise ExecutorShutdownError("cannot submit new tasks: this executor was shut down")
-            (
-                initializer,
-                initargs,
-                mp_context,
-                max_tasks_per_worker,
-                memory_limit,
-                shm_threshold,
-                shm_limit,
-                spill_dir,
-                inner_threads,
-            ) = self._backend_args
-            name, workers = self._backend_name, self._max_workers
-            launcher = _boot_fork_server(name, mp_context, workers, inner_threads)
+            name, workers, options = self._backend_name, self._max_workers, self._backend_options
+            launcher = (
+                _boot_fork_server(name, options["mp_context"], workers, options["inner_threads"])
+                if boot
+                else None
+            )
+            backend: Backend | None = None
             try:
                 _load_machinery()
                 backend_cls = load_backend(name)
-                options = BackendOptions(
-                    workers,
-                    initializer,
-                    initargs,
-                    mp_context,
-                    max_tasks_per_worker=max_tasks_per_worker,
-                    worker_memory_limit=memory_limit,
-                    shm_threshold=shm_threshold,
-                    shm_limit=shm_limit,
-                    spill_dir=spill_dir,
-                    inner_threads=inner_threads,
-                    launcher=launcher,
-                )
-                self._backend: Backend = backend_cls(options)
+                made = backend_cls(BackendOptions(workers, **options, launcher=launcher))
+                backend = made
+                runtime = Runtime(made, workers, self._keys)
+                self._functions = _FunctionTable(backend_cls.pickles)
             except BaseException:
-                if launcher is not None:
+                if backend is not None:
+                    backend.close(kill=True)  # its fork server with it
+                elif launcher is not None:
                     launcher.close()
                 raise
-            self._runtime: Runtime = Runtime(self._backend, workers, self._keys)
-            self._functions = _FunctionTable(backend_cls.pickles)
-            _open_runtimes.add(self._runtime)
+            self._backend: Backend = made
+            self._runtime: Runtime = runtime
+            _open_runtimes.add(runtime)
             # Garbage-collected without shutdown: finish queued work, then stop.
-            weakref.finalize(self, _close_quietly, self._runtime)
+            weakref.finalize(self, _close_quietly, runtime)
             self._started = True
 
     # -- introspection ----------------------------------------------------------
@@ -379,9 +391,11 @@ class Executor(concurrent.futures.Executor):
         self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Future[R]:
         """``submit`` of a function not seen yet (or no longer remembered):
-        checks it, pickles it, and remembers what the next submit of it needs.
+        starts the executor if this is its first use, then checks the call,
+        pickles it, and remembers what the next submit of the function needs.
         The checks run in the order they always have, so the same mistake
-        gives the same error."""
+        gives the same error (but on a shut-down executor never started, the
+        shutdown is found first)."""
         _check_callable(fn, "submit()")
         self._start()
         task_fn, options = split_options(fn)
@@ -429,7 +443,7 @@ class Executor(concurrent.futures.Executor):
         instead of receiving a copy. The data is freed when the ref is
         garbage-collected and no pending task uses it.
         """
-        self._start()
+        self._start(boot=False)  # a store, not yet workers
         with self._lock:
             self._check_open()
         return _refs.put(self._backend.store, obj)

@@ -108,6 +108,16 @@ def test_bad_initializer_and_initargs(backend: str) -> None:
         pel.Executor(1, backend=backend, initializer=tasks.identity, initargs=[1])  # type: ignore[arg-type]
 
 
+def test_an_initializer_that_cannot_be_pickled_is_refused_at_construction() -> None:
+    """The processes backend sends the initializer to each worker: one that
+    cannot be pickled is named at construction, not at the first submit."""
+    import threading
+
+    lock = threading.Lock()
+    with pytest.raises(pel.OptionError, match="initargs cannot be pickled"):
+        pel.Executor(1, initializer=tasks.identity, initargs=(lock,))
+
+
 @pytest.mark.parametrize("backend", ["threads", "inline"])
 def test_mp_context_is_for_processes_only(backend: str) -> None:
     with pytest.raises(pel.OptionError, match="mp_context"):

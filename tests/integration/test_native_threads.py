@@ -44,6 +44,21 @@ def test_the_caps_are_read_when_the_first_worker_starts(monkeypatch: pytest.Monk
     assert seen["MKL_NUM_THREADS"] == "3"
 
 
+def test_a_put_before_the_first_submit_does_not_fix_the_workers_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A put makes the executor's store, not its fork server: the workers
+    still get the environment of the first submit."""
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    with pel.Executor(1) as ex:
+        ref = ex.put(b"x")
+        monkeypatch.setenv("MKL_NUM_THREADS", "3")
+        seen, _ = ex.submit(native_threads).result()
+        assert seen["MKL_NUM_THREADS"] == "3"
+        del ref
+
+
 def test_a_variable_the_user_set_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in VARIABLES:
         monkeypatch.delenv(name, raising=False)

@@ -220,17 +220,41 @@ def test_a_start_that_fails_after_the_server_booted_stops_it(
         raise OSError("no shared memory here")
 
     monkeypatch.setattr(shm.Store, "create", broken)
-    launched: list[object] = []
+    booted: list[int | None] = []
     real_boot = zygote.Launcher.boot
 
     def recording_boot(self: zygote.Launcher) -> None:
-        launched.append(self)
         real_boot(self)
+        booted.append(self._zygote_pid)
 
     monkeypatch.setattr(zygote.Launcher, "boot", recording_boot)
     ex = pel.Executor(2)
     with pytest.raises(OSError, match="no shared memory"):
         ex.submit(abs, -1)
-    (launcher,) = launched
-    assert launcher._zygote_pid is None and launcher._socket is None  # killed and reaped
+    (pid,) = booted
+    assert pid is not None
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # killed and reaped already
     ex.shutdown()
+
+
+def test_two_threads_that_submit_first_at_once_start_one_executor() -> None:
+    import threading
+
+    with pel.Executor(2) as ex:
+        barrier = threading.Barrier(2)
+        results: list[int] = []
+
+        def first_submit(x: int) -> None:
+            barrier.wait(30)
+            results.append(ex.submit(abs, x).result(timeout=60))
+
+        threads = [threading.Thread(target=first_submit, args=(-i,)) for i in (1, 2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(results) == [1, 2]
+        assert len(ex.worker_pids()) == 2
+        server = server_of(ex)
+    assert wait_for_exit([server]) == []

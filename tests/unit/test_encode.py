@@ -18,8 +18,10 @@ from pel.transport import serialize
 
 @pytest.fixture
 def ex() -> Iterator[pel.Executor]:
-    executor = pel.Executor(1)
-    executor._start()  # its backend and runtime; no submit, so no worker
+    # Its backend and runtime, made without a submit: no worker starts, and
+    # with spawn (pel's fork server is started by a first submit) no process.
+    executor = pel.Executor(1, mp_context="spawn")
+    executor._start()
     yield executor
     executor.shutdown()
 
@@ -60,7 +62,7 @@ def test_a_future_passed_twice_is_one_dependency(ex: pel.Executor) -> None:
 
 
 def test_a_future_of_another_executor_is_refused(ex: pel.Executor) -> None:
-    with pel.Executor(1) as other:
+    with pel.Executor(1, mp_context="spawn") as other:
         other._start()
         (foreign,) = futures(other, 1)
         with pytest.raises(pel.ForeignFutureError, match="another executor"):

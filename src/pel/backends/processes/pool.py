@@ -13,7 +13,6 @@ import functools
 import os
 import pickle
 import selectors
-import sys
 import threading
 import time
 from collections import OrderedDict
@@ -58,6 +57,7 @@ from .channel import (
 )
 from .native_threads import worker_environment
 from .zygote import Launcher, WorkerProcess
+from .zygote import supported as zygote_supported
 
 if TYPE_CHECKING:
     from multiprocessing.context import BaseContext
@@ -76,7 +76,7 @@ MEMORY_KILL_FACTOR = 1.5
 
 def default_context() -> BaseContext | None:
     """None on Linux: pel's own fork server (:mod:`.zygote`); spawn elsewhere."""
-    if sys.platform.startswith("linux"):
+    if zygote_supported():
         return None
     import multiprocessing
 

@@ -55,6 +55,11 @@ class NestedStartError(RuntimeError):
     """Raised in a zygote that imports the user's script and meets an executor."""
 
 
+def supported() -> bool:
+    """pel's fork server runs on Linux; elsewhere workers start with spawn."""
+    return sys.platform.startswith("linux")
+
+
 def _check_not_importing_main() -> None:
     if _importing_main:
         raise NestedStartError(
@@ -196,7 +201,12 @@ class Launcher:
             setsigmask={signal.SIGINT},
         )
         theirs.close()
-        ours.sendall(_main_module_spec())
+        try:
+            ours.sendall(_main_module_spec())
+        except BaseException:
+            ours.close()
+            self._stop_zygote()
+            raise
         self._socket = ours
 
     def read_pids(self, block: bool) -> None:
@@ -264,7 +274,9 @@ def _main_module_spec() -> bytes:
     """How the zygote should import the parent's ``__main__`` (as spawn does):
     ``b"name:<module>"``, ``b"path:<file>"``, or ``b"none:"`` (see
     :func:`pel.transport.serialize.main_module`, which pickles by the same rule)."""
-    from ...transport.serialize import main_module  # the parent has it already
+    # Imported after the spawn (at an executor's first start it is not yet):
+    # the zygote boots meanwhile.
+    from ...transport.serialize import main_module
 
     found = main_module()
     if found is None:
