@@ -5,7 +5,9 @@ here, in the caller's thread, for backends that pickle, so an unpicklable
 argument fails at ``submit`` and names itself), and hands it to the runtime.
 It owns nothing the runtime thread touches.
 
-Lifetime: ``shutdown()`` or leaving the ``with`` block stops the workers. An
+Lifetime: the backend and the runtime are made at the first ``submit``,
+``map`` or ``put`` (an executor never used starts nothing; see ``_start``).
+``shutdown()`` or leaving the ``with`` block stops the workers. An
 executor that is garbage-collected without shutdown finishes its queued work
 and then stops them; one still open at interpreter exit is shut down then
 (after an uncaught Ctrl-C, its workers are killed at once).
@@ -159,9 +161,11 @@ def _boot_fork_server(
 ) -> Launcher | None:
     """Start pel's fork server now, for a processes executor that uses it
     (Linux, no ``mp_context``), with its workers' native thread caps."""
+    if backend != "processes" or mp_context is not None:
+        return None
     from .backends.processes.zygote import Launcher, supported
 
-    if backend != "processes" or mp_context is not None or not supported():
+    if not supported():
         return None
     from .backends.processes.native_threads import worker_environment
 
