@@ -167,12 +167,10 @@ def _boot_fork_server(
 
     if not supported():
         return None
-    from .backends.processes.native_threads import worker_environment
+    from .backends.processes.native_threads import environment_now
 
     launcher = Launcher()
-    launcher.environment = worker_environment(
-        inner_threads, max_workers, usable_cores(), os.environ
-    )
+    launcher.environment = environment_now(inner_threads, max_workers)
     launcher.boot()
     return launcher
 

@@ -27,7 +27,7 @@ HEADER_SIZE = _HEADER.size
 #: The capacity asked for each pipe between the parent and a worker (Linux;
 #: the default is 64 KiB). A map chunk's items or results, a few hundred KiB,
 #: then go in one write and one read instead of 64 KiB pieces, each waiting
-#: for the other side to make room: W2 went ~14% faster (docs/benchmarks.md).
+#: for the other side to make room: W2 went ~10% faster (docs/benchmarks.md).
 PIPE_BYTES = 1 << 18
 
 #: The share of the user's soft limit on pipe memory that this process's

@@ -17,9 +17,12 @@ too late for a library its main module already loaded.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
-__all__ = ["VARIABLES", "default_inner_threads", "worker_environment"]
+from .. import usable_cores
+
+__all__ = ["VARIABLES", "default_inner_threads", "environment_now", "worker_environment"]
 
 #: The variables the common native thread pools read at load time.
 VARIABLES = (
@@ -47,3 +50,8 @@ def worker_environment(
         value = str(default_inner_threads(workers, cores))
         return {name: value for name in VARIABLES if name not in environ}
     return dict.fromkeys(VARIABLES, str(inner_threads))
+
+
+def environment_now(inner_threads: int | None, workers: int) -> dict[str, str]:
+    """:func:`worker_environment` for this process, as its environment is now."""
+    return worker_environment(inner_threads, workers, usable_cores(), os.environ)

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..._errors import OptionError
 from ...transport import serialize
 from ...transport.shm import Store
-from .. import usable_cores
 from ..base import (
     WIRE_FIELDS,
     Backend,
@@ -55,7 +54,7 @@ from .channel import (
     resident_bytes,
     widen_pipe,
 )
-from .native_threads import worker_environment
+from .native_threads import environment_now
 from .zygote import Launcher, WorkerProcess
 from .zygote import supported as zygote_supported
 
@@ -196,9 +195,12 @@ class ProcessesBackend(Backend):
         super().__init__(options)
         self._ctx = resolve_context(options.mp_context)
         #: Caps on the native thread pools of workers (see native_threads),
-        #: read from the environment as the first worker starts.
+        #: read from the environment as the first worker starts, or as the
+        #: executor booted the fork server it hands over (at the same submit).
         self._environment: dict[str, str] | None = None
         self._launcher: Launcher = options.launcher or Launcher()
+        if options.launcher is not None:
+            self._environment = options.launcher.environment
         self._init_blob = (
             serialize.dumps_function(options.initializer) if options.initializer else None
         )
@@ -227,8 +229,8 @@ class ProcessesBackend(Backend):
     def start_worker(self) -> int:
         if self._environment is None:
             # Now, not at construction: a variable set in between is the user's.
-            self._environment = worker_environment(
-                self.options.inner_threads, self.options.max_workers, usable_cores(), os.environ
+            self._environment = environment_now(
+                self.options.inner_threads, self.options.max_workers
             )
             self._launcher.environment = self._environment
         config = (
