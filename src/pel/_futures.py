@@ -66,6 +66,9 @@ class Future(concurrent.futures.Future[R]):
         self._owner = owner
         self._key = key
         self._name = name
+        #: A small result as a worker pickled it, kept for the tasks that take
+        #: it as an argument (see ``Runtime._absorb``).
+        self._pickled: bytes | None = None
 
     @property
     def key(self) -> int:

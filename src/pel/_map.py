@@ -56,6 +56,11 @@ class MapResults(chain):  # type: ignore[type-arg]
     _chunks: Generator[list[Any] | _ItemsWithErrors, None, None]
     _run: MapRun
 
+    def __length_hint__(self) -> int:
+        """The items not yet handed out, at most (``list()`` sizes its list
+        once, instead of growing it item by item); 0 when the input has no length."""
+        return self._run.left()
+
     def close(self) -> None:
         self._chunks.close()
         # A generator never started runs no finally: cancel here too.
@@ -149,6 +154,7 @@ class MapRun:
         self._start = 0
         self._pulled = 0  # items read from the input
         self._sent = 0  # items put in chunks
+        self._yielded = 0  # items in the chunks handed to the results iterator
         self._exhausted = False
         self._input_error: BaseException | None = None
         #: Decayed (seconds, items) of the chunks timed so far: see policy.timed_items.
@@ -180,6 +186,11 @@ class MapRun:
 
     def _buffered(self) -> int:
         return len(self._buffer) - self._start
+
+    def left(self) -> int:
+        """Results not yet handed out (give or take the chunk being read),
+        when the input has a length; else 0."""
+        return 0 if self._total is None else max(0, self._total - self._yielded)
 
     def _remaining(self) -> int | None:
         if self._exhausted:
@@ -320,12 +331,14 @@ class MapRun:
                             f"(raised for each: their chunk failed as a whole)",
                         )
                     errors = [(i, failure) for i in range(count)]
+                    self._yielded += count
                     yield _ItemsWithErrors([None] * count, errors, first)
                     continue
                 values, errors, seconds = future.result()
                 if values:
                     self._timed = policy.timed_items(self._timed, seconds, len(values))
                 self._fill()
+                self._yielded += count
                 yield values if errors is None else _ItemsWithErrors(values, errors, first)
             if self._input_error is not None:
                 error = self._input_error

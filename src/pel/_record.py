@@ -100,15 +100,17 @@ def task_spec(record: Record) -> TaskSpec:
 
 def call_of(key: int, record: Record, raw: Mapping[int, Any], backend: Backend) -> Call:
     """The call a task is sent as: its dependencies' results in argument
-    order, pickled for a backend that pickles (``raw`` holds the pickles
-    received from workers, forwarded as they came)."""
+    order, pickled for a backend that pickles (a small one's future, or
+    ``raw``, holds the pickle received from a worker, forwarded as it came)."""
     deps: list[Any] = []
     if record.deps:
         if backend.pickles:
             for dep in record.deps:
-                pickled = raw.get(dep._key)
+                pickled: Any = dep._pickled
                 if pickled is None:
-                    pickled = serialize.dumps_oob(dep.result(), backend.store)
+                    pickled = raw.get(dep._key)
+                    if pickled is None:
+                        pickled = serialize.dumps_oob(dep.result(), backend.store)
                 deps.append(pickled)
         else:
             deps = [dep.result() for dep in record.deps]

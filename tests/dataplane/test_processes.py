@@ -194,18 +194,19 @@ def test_large_data_does_not_go_through_the_pipes(
     """Eight 4 MiB results summed by a ninth task: the pipes carry names only."""
     sent: list[int] = []
     received: list[int] = []
-    real_frame, real_feed = pool.frame, pool.FrameReader.feed
+    real_header, real_read = pool.header, pool.FrameReader.read
 
-    def counting_frame(payload: bytes) -> bytes:
-        sent.append(len(payload))
-        return real_frame(payload)
+    def counting_header(size: int) -> bytes:
+        sent.append(size)
+        return real_header(size)
 
-    def counting_feed(self: Any, data: bytes) -> list[bytes]:
-        received.append(len(data))
-        return real_feed(self, data)
+    def counting_read(self: Any, fd: int) -> list[bytearray] | None:
+        frames = real_read(self, fd)
+        received.extend(len(f) for f in frames or ())
+        return frames
 
-    monkeypatch.setattr(pool, "frame", counting_frame)
-    monkeypatch.setattr(pool.FrameReader, "feed", counting_feed)
+    monkeypatch.setattr(pool, "header", counting_header)
+    monkeypatch.setattr(pool.FrameReader, "read", counting_read)
     array = full(4 * MB, 1.0)
     parts = [ex.submit(full, 4 * MB, float(i)) for i in range(8)]
     assert ex.submit(total, parts).result(timeout=60) == sum(range(8)) * (4 * MB // 8)

@@ -127,3 +127,27 @@ def test_pipes_are_widened_only_within_the_process_share(
     assert [channel.widen_pipe(fd) for fd in pipes] == [True, True, False]
     channel.release_pipes(2)
     assert channel.widen_pipe(pipes[2])
+
+
+def test_a_small_result_is_forwarded_as_the_worker_pickled_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A task submitted after its dependency finished (and the scheduler let
+    go of it) takes the worker's pickle kept on the future; a large result
+    is pickled again, from the value."""
+    repickled: list[Any] = []
+    real_dumps_oob = serialize.dumps_oob
+
+    def counting_dumps_oob(obj: Any, store: Any, dedup: bool = True) -> Any:
+        repickled.append(obj)
+        return real_dumps_oob(obj, store, dedup)
+
+    with pel.Executor(1) as ex:
+        small = ex.submit(identity, ("small", 7))
+        large = ex.submit(identity, "x" * 4000)
+        assert small.result(timeout=60) == ("small", 7)
+        assert large.result(timeout=60) == "x" * 4000
+        monkeypatch.setattr(serialize, "dumps_oob", counting_dumps_oob)
+        assert ex.submit(identity, small).result(timeout=60) == ("small", 7)
+        assert ex.submit(len, large).result(timeout=60) == 4000
+    assert repickled == ["x" * 4000]

@@ -39,6 +39,7 @@ from .channel import (
     DONE,
     DROP,
     DROPPED,
+    HEADER_SIZE,
     INIT_FAILED,
     PRELOAD,
     READY,
@@ -49,7 +50,7 @@ from .channel import (
     STEAL,
     STOP,
     FrameReader,
-    frame,
+    header,
     release_pipes,
     resident_bytes,
     widen_pipe,
@@ -65,7 +66,6 @@ __all__ = ["ProcessesBackend", "default_context"]
 
 #: Functions a worker keeps; past this the parent tells it to forget the oldest.
 FUNCTIONS_PER_WORKER = 256
-_READ_SIZE = 1 << 20
 #: How often busy workers' memory is read.
 SAMPLE_SECONDS = 0.1
 #: A worker past ``worker_memory_limit`` retires after its task; one past
@@ -370,20 +370,25 @@ class ProcessesBackend(Backend):
             handle.process.kill()  # its sentinel reports the exit
 
     def _post(self, handle: _WorkerHandle, message: tuple[Any, ...]) -> None:
-        data = frame(pickle.dumps(message, 5))
+        payload = pickle.dumps(message, 5)
+        parts = [memoryview(header(len(payload))), memoryview(payload)]
         if not handle.outbox:
             try:
-                written = os.write(handle.fd_out, data)
+                written = os.writev(handle.fd_out, parts)
             except BlockingIOError:
                 written = 0
             except BrokenPipeError:
                 return  # the worker is gone; its sentinel will say so
-            if written == len(data):
+            if written == HEADER_SIZE + len(payload):
                 return
-            handle.outbox.append(memoryview(data)[written:])
+            if written >= HEADER_SIZE:
+                parts = [parts[1][written - HEADER_SIZE :]]
+            else:
+                parts[0] = parts[0][written:]
+            handle.outbox.extend(parts)
             self._watch_writable(handle, True)
         else:
-            handle.outbox.append(memoryview(data))
+            handle.outbox.extend(parts)
 
     def _watch_writable(self, handle: _WorkerHandle, on: bool) -> None:
         key = self._selector.get_map().get(handle.fd_out)
@@ -477,12 +482,12 @@ class ProcessesBackend(Backend):
     def _read_results(self, handle: _WorkerHandle, reports: list[Report]) -> None:
         while True:
             try:
-                data = os.read(handle.fd_in, _READ_SIZE)
+                frames = handle.reader.read(handle.fd_in)
             except BlockingIOError:
                 return
-            if not data:
+            if frames is None:
                 return  # EOF: the sentinel reports the exit
-            for message in handle.reader.feed(data):
+            for message in frames:
                 self._decode(handle, pickle.loads(message), reports)
 
     def _decode(

@@ -58,9 +58,9 @@ from .channel import (
     STEAL,
     STOP,
     FrameReader,
-    frame,
     read_frame,
     resident_bytes,
+    write_frame,
 )
 
 TYPE_CHECKING = False  # not typing's: its import would cost every worker's start-up
@@ -69,7 +69,6 @@ if TYPE_CHECKING:
 
 FLUSH_SECONDS = 0.002
 QUICK_SECONDS = 0.0005
-_READ_SIZE = 1 << 20
 
 
 def _die_with_parent() -> None:
@@ -107,12 +106,6 @@ def _release_forkserver() -> None:
         server._forkserver_alive_fd = None
         server._forkserver_address = None
         server._forkserver_pid = None
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _encode_error(exc: BaseException) -> bytes:
@@ -213,11 +206,11 @@ class _Worker:
     def read(self, block: bool) -> None:
         """Read what has arrived (waiting for something when ``block``)."""
         while block or self.poller.poll(0):
-            data = os.read(self.read_fd, _READ_SIZE)
-            if not data:
+            frames = self.reader.read(self.read_fd)
+            if frames is None:
                 self.parent_gone = True
                 return
-            for message in self.reader.feed(data):
+            for message in frames:
                 self.handle(pickle.loads(message))
             block = self.reader.pending() > 0  # finish a frame that is half here
         if self.to_import:
@@ -268,7 +261,7 @@ class _Worker:
         """Send a message now, after the results waiting to go (order kept)."""
         with self.lock:
             self._flush_locked()
-            _write_all(self.write_fd, frame(pickle.dumps(message, 5)))
+            write_frame(self.write_fd, pickle.dumps(message, 5))
 
     def run_one(self) -> None:
         key, fn_id, payload, deps, chunk, flags = self.queue.popleft()
@@ -352,7 +345,7 @@ class _Worker:
     def _flush_locked(self) -> None:
         if self.unsent:
             batch, self.unsent = self.unsent, []
-            _write_all(self.write_fd, frame(pickle.dumps((DONE, batch), 5)))
+            write_frame(self.write_fd, pickle.dumps((DONE, batch), 5))
         self.held = None
 
     def _hold(self) -> None:
@@ -433,9 +426,9 @@ def main(read_fd: int, write_fd: int) -> None:
             import traceback  # here: its imports would slow every worker's start
 
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            _write_all(write_fd, frame(pickle.dumps((INIT_FAILED, text), 5)))
+            write_frame(write_fd, pickle.dumps((INIT_FAILED, text), 5))
             os._exit(3)
-    _write_all(write_fd, frame(pickle.dumps((READY,), 5)))
+    write_frame(write_fd, pickle.dumps((READY,), 5))
     store = Store(store_config, owner=False) if store_config is not None else None
     worker = _Worker(read_fd, write_fd, max_tasks, memory_limit, store)
     try:
