@@ -45,11 +45,17 @@ class Status(enum.Enum):
     CANCELLED = "cancelled"
 
 
+#: The members as module constants, for the loops that run per task:
+#: ``Status.READY`` is a lookup through the enum's metaclass (~45 ns each,
+#: several per task: 10% of the scheduler's time in W7).
+WAITING, READY, ASSIGNED, DELAYED = Status.WAITING, Status.READY, Status.ASSIGNED, Status.DELAYED
+DONE, FAILED, CANCELLED = Status.DONE, Status.FAILED, Status.CANCELLED
+
 MAX_LIFT = 32
-FINAL = frozenset({Status.DONE, Status.FAILED, Status.CANCELLED})
+FINAL = frozenset({DONE, FAILED, CANCELLED})
 #: Tasks whose height still matters: they have yet to be ranked in the ready
 #: queue. (Heights of tasks already sent, or final, are left as they are.)
-UNSENT = frozenset({Status.WAITING, Status.READY, Status.DELAYED})
+UNSENT = frozenset({WAITING, READY, DELAYED})
 
 
 class Node:
@@ -89,7 +95,7 @@ class Node:
         #: True once this task no longer needs its dependencies' results.
         self.settled = False
         self.height = 1
-        self.status = Status.WAITING
+        self.status = WAITING
         #: Failures charged to this task so far, and how many it may have
         #: before it fails for good (the scheduler sets these).
         self.attempts = 0
@@ -145,7 +151,7 @@ class Graph:
             if dep.status not in FINAL:
                 node.waiting_on += 1
         if node.waiting_on == 0:
-            node.status = Status.READY
+            node.status = READY
         return node
 
     def lift(self, added: Iterable[Node]) -> list[Node]:
@@ -208,15 +214,15 @@ class Graph:
     def finish(self, key: int) -> list[Node]:
         """Mark a task done; return the dependents that became ready."""
         node = self.nodes[key]
-        node.status = Status.DONE
+        node.status = DONE
         ready = []
         for child_key in node.dependents:
             child = self.nodes.get(child_key)
-            if child is None or child.status is not Status.WAITING:
+            if child is None or child.status is not WAITING:
                 continue
             child.waiting_on -= 1
             if child.waiting_on == 0:
-                child.status = Status.READY
+                child.status = READY
                 ready.append(child)
         return ready
 

@@ -37,7 +37,18 @@ import heapq
 from collections import deque
 
 from .._value import Value
-from ..graph import FINAL, Graph, Node, Status
+from ..graph import (
+    ASSIGNED,
+    CANCELLED,
+    DELAYED,
+    DONE,
+    FAILED,
+    FINAL,
+    READY,
+    Graph,
+    Node,
+    Status,
+)
 from . import policy
 from .events import (
     Cancelled,
@@ -196,14 +207,14 @@ class SchedulerState:
         push = heapq.heappush
         lane = self._lane
         for node in added:
-            if node.status is Status.READY:
+            if node.status is READY:
                 if node.priority == 0 and node.height == 1 and (not lane or lane[-1] < node.key):
                     lane.append(node.key)
                 else:
                     push(ready, (-node.priority, -node.height, node.key))  # = _entry(node)
         if any(node.deps for node in added):
             for other in graph.lift(added):
-                if other.status is Status.READY:
+                if other.status is READY:
                     push(ready, _entry(other))
 
     def _on_finished(self, event: Finished, out: list[Instruction]) -> None:
@@ -222,7 +233,7 @@ class SchedulerState:
                 if worker.deadline is not None and worker.deadline[1] == key:
                     worker.deadline = None
             node = nodes.get(key)
-            if node is None or node.status is not Status.ASSIGNED:
+            if node is None or node.status is not ASSIGNED:
                 continue  # cancelled or failed meanwhile
             # policy.smooth, written out: this loop runs once per task.
             if task_seconds is None:
@@ -243,7 +254,7 @@ class SchedulerState:
                     for child in self.graph.finish(key):
                         heapq.heappush(self._ready, _entry(child))
                 else:
-                    node.status = Status.DONE  # what graph.finish does, with no dependent
+                    node.status = DONE  # what graph.finish does, with no dependent
                 if node.deps:
                     self._settle_deps(node, released)
                 else:
@@ -254,8 +265,8 @@ class SchedulerState:
             elif key in retriable and node.attempts < node.retries:
                 self._retry(node, "error", out)
             else:
-                node.status = Status.FAILED
-                self._finalize_descendants(node, Status.FAILED, out, released)
+                node.status = FAILED
+                self._finalize_descendants(node, FAILED, out, released)
         self.task_seconds = task_seconds
         if released:
             out.append(Release(tuple(released)))
@@ -266,7 +277,7 @@ class SchedulerState:
         if (
             node is not None
             and node.timeout is not None
-            and node.status is Status.ASSIGNED
+            and node.status is ASSIGNED
             and worker is not None
             and event.key in worker.assigned
         ):
@@ -278,10 +289,10 @@ class SchedulerState:
             node = self.graph.nodes.get(key)
             if node is None or node.status in FINAL:
                 continue
-            if node.status is Status.ASSIGNED:
+            if node.status is ASSIGNED:
                 self._stop_running(key, out)
-            node.status = Status.CANCELLED
-            self._finalize_descendants(node, Status.CANCELLED, out, released)
+            node.status = CANCELLED
+            self._finalize_descendants(node, CANCELLED, out, released)
         if released:
             out.append(Release(tuple(released)))
 
@@ -343,12 +354,12 @@ class SchedulerState:
         for key in held:
             self._probe_sent.pop(key, None)
             node = self.graph.nodes.get(key)
-            if node is None or node.status is not Status.ASSIGNED:
+            if node is None or node.status is not ASSIGNED:
                 continue
             if key == charged:
                 self._charge(node, event.worker, reason, out, released)
                 continue
-            node.status = Status.READY
+            node.status = READY
             heapq.heappush(self._ready, _entry(node))
             if uncertain and not node.isolated:
                 node.isolated = True
@@ -365,7 +376,7 @@ class SchedulerState:
         if node.splittable:
             # Not an attempt of its own: each half gets the full budget.
             out.append(Split(node.key))
-            node.status = Status.FAILED
+            node.status = FAILED
             self._settle_deps(node, released)
             self.graph.forget(node.key)
         elif node.attempts < node.retries:
@@ -373,15 +384,15 @@ class SchedulerState:
         else:
             node.attempts += 1
             out.append(Lost(worker, node.key, reason == "timeout", node.attempts))
-            node.status = Status.FAILED
-            self._finalize_descendants(node, Status.FAILED, out, released)
+            node.status = FAILED
+            self._finalize_descendants(node, FAILED, out, released)
 
     def _retry(self, node: Node, reason: str, out: list[Instruction]) -> None:
         node.attempts += 1
         if reason != "error":
             node.isolated = True
         delay = policy.retry_delay(node.retry_delay, node.attempts, node.key)
-        node.status = Status.DELAYED
+        node.status = DELAYED
         heapq.heappush(self._delayed, (self._now + delay, node.key))
         out.append(Retry(node.key, node.attempts, delay, reason))
 
@@ -391,8 +402,8 @@ class SchedulerState:
         while delayed and delayed[0][0] <= self._now:
             _, key = heapq.heappop(delayed)
             node = self.graph.nodes.get(key)
-            if node is not None and node.status is Status.DELAYED:
-                node.status = Status.READY
+            if node is not None and node.status is DELAYED:
+                node.status = READY
                 heapq.heappush(self._ready, _entry(node))
 
     def _expire(self, out: list[Instruction]) -> None:
@@ -406,7 +417,7 @@ class SchedulerState:
             node = nodes.get(key)
             if (
                 node is not None
-                and node.status is Status.ASSIGNED
+                and node.status is ASSIGNED
                 and node.attempts == attempts
                 and key in worker.assigned
                 and worker.killing is None
@@ -425,8 +436,8 @@ class SchedulerState:
             if worker.assigned.pop(key, 0) is not None:
                 continue  # not held by this worker (any more)
             node = self.graph.nodes.get(key)
-            if node is not None and node.status is Status.ASSIGNED:
-                node.status = Status.READY
+            if node is not None and node.status is ASSIGNED:
+                node.status = READY
                 self._probe_sent.pop(key, None)
                 heapq.heappush(self._ready, _entry(node))
 
@@ -441,7 +452,7 @@ class SchedulerState:
             child.status = status
         if doomed:
             keys = tuple(child.key for child in doomed)
-            out.append(Fail(keys, node.key) if status is Status.FAILED else Cancel(keys, node.key))
+            out.append(Fail(keys, node.key) if status is FAILED else Cancel(keys, node.key))
         for gone in [node, *doomed]:
             self._settle_deps(gone, released)
             self.graph.forget(gone.key)
@@ -462,7 +473,7 @@ class SchedulerState:
             if dep is None:
                 continue
             dep.unsettled -= 1
-            if dep.unsettled == 0 and dep.status is Status.DONE:
+            if dep.unsettled == 0 and dep.status is DONE:
                 self._forget(dep, released)
 
     def _forget(self, node: Node, released: list[int]) -> None:
@@ -499,7 +510,7 @@ class SchedulerState:
                 top = nodes.get(entry[2])
                 if (
                     top is None
-                    or top.status is not Status.READY
+                    or top.status is not READY
                     or entry[1] != -top.height
                     or entry[0] != -top.priority
                 ):
@@ -507,7 +518,7 @@ class SchedulerState:
                     continue
             if lane:
                 head = nodes.get(lane[0])
-                if head is None or head.status is not Status.READY or head.height != 1:
+                if head is None or head.status is not READY or head.height != 1:
                     lane.popleft()  # no longer ready, or lifted (and in the heap)
                     continue
             from_lane = head is not None and (top is None or (0, -1, head.key) < entry)
@@ -526,7 +537,7 @@ class SchedulerState:
             key = node.key
             if not load:
                 probes[key] = self._now
-            node.status = Status.ASSIGNED
+            node.status = ASSIGNED
             worker.assigned[key] = None
             heapq.heapreplace(workers, (load + 1, worker_id, worker))
             batch = batches.get(worker_id)
@@ -541,7 +552,7 @@ class SchedulerState:
 
     def _is_current(self, entry: tuple[int, int, int]) -> bool:
         node = self.graph.nodes.get(entry[2])
-        return node is not None and node.status is Status.READY and entry == _entry(node)
+        return node is not None and node.status is READY and entry == _entry(node)
 
     def _balance(self, out: list[Instruction]) -> None:
         """Idle workers take unstarted work from the most loaded ones."""
