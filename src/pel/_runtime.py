@@ -38,7 +38,7 @@ from ._settle import (
     dependency_error,
     dependency_failed,
     fail,
-    lost_error,
+    fail_lost,
     notify_cancelled,
     split_chunk,
 )
@@ -564,7 +564,8 @@ class Runtime:
                     if record is not None:
                         record.flags |= ISOLATE
             elif type(ins) is Lost:
-                self._fail_lost(ins)
+                if fail_lost(records.get(ins.key), ins, self._exits.get(ins.worker)):
+                    self._settled.append(ins.key)
             elif type(ins) is Split:
                 record = records.pop(ins.key, None)
                 if record is not None:
@@ -580,24 +581,6 @@ class Runtime:
         for key in self._settled:
             records.pop(key, None)
         self._settled.clear()
-
-    def _fail_lost(self, ins: Lost) -> None:
-        record = self._records.get(ins.key)
-        if record is None or record.future.done():
-            return
-        self._settled.append(ins.key)
-        policy = record.task.policy
-        fail(
-            record.future,
-            lost_error(
-                record.future.name,
-                ins,
-                policy.timeout,
-                policy.retries,
-                record.items,
-                self._exits.get(ins.worker),
-            ),
-        )
 
     def _split(self, record: Record) -> None:
         """Replace a map chunk that took its worker down by its two halves."""

@@ -24,6 +24,7 @@ __all__ = [
     "dependency_error",
     "dependency_failed",
     "fail",
+    "fail_lost",
     "join_halves",
     "lost_error",
     "notify_cancelled",
@@ -134,6 +135,19 @@ def join_halves(
     for half, _items in halves:
         half.add_done_callback(on_done)
     parent.add_done_callback(on_parent)
+
+
+def fail_lost(record: Record | None, lost: Lost, exit_report: Exited | None) -> bool:
+    """Fail a task that took its worker down (or timed out) once too often;
+    False if it was settled already."""
+    if record is None or record.future.done():
+        return False
+    policy = record.task.policy
+    error = lost_error(
+        record.future.name, lost, policy.timeout, policy.retries, record.items, exit_report
+    )
+    fail(record.future, error)
+    return True
 
 
 def lost_error(
