@@ -7,6 +7,8 @@
     python -m benchmarks.profile gc        # W7 with and without the cyclic GC
     python -m benchmarks.profile w6parts   # W6's write and tasks: imports ahead, BLAS caps
     python -m benchmarks.profile map       # W2: pel's chunks, and pickling 200,000 ints
+    python -m benchmarks.profile threads W7 [--against SRC]  # parent CPU per thread, warm
+    python -m benchmarks.profile roundtrip # W3: where one round trip's time goes
 
 ``tasks`` profiles both of the parent's threads (the caller and pel's runtime
 thread) with yappi's CPU clock; yappi slows everything several times, so read
@@ -350,14 +352,161 @@ def profile_map() -> None:
     print(f"  marshal.loads {best(lambda: marshal.loads(marshalled)):6.2f}")
 
 
+_THREADS = """
+import json, sys, threading, time
+sys.path[:0] = {path!r}
+import pel
+from benchmarks import workloads as wl
+
+def thread_cpu(tid):
+    with open(f"/proc/self/task/{{tid}}/schedstat") as f:
+        return int(f.read().split()[0]) / 1e9
+
+def tree(ex):
+    level = [ex.submit(wl.leaf, i) for i in range(4096)]
+    while len(level) > 1:
+        level = [ex.submit(wl.add, a, b) for a, b in zip(level[::2], level[1::2])]
+    return level[0].result()
+
+if __name__ == "__main__":
+    items = list(range(200_000))
+    with pel.Executor(2) as ex:
+        list(ex.map(wl.noop, range(8)))
+        runtime = next(t for t in threading.enumerate() if t.name == "pel-runtime").native_id
+        main = threading.get_native_id()
+        rows = []
+        for i in range({runs} + 3):
+            c0, r0, t0 = thread_cpu(main), thread_cpu(runtime), time.perf_counter()
+            out = list(ex.map(wl.noop, items)) if {w2} else tree(ex)
+            rows.append((time.perf_counter() - t0, thread_cpu(main) - c0, thread_cpu(runtime) - r0))
+            out = None
+    print(json.dumps(rows[3:]))  # the first three warm up
+"""
+
+
+def profile_threads(workload: str, against: str | None, rounds: int, runs: int = 25) -> None:
+    """W7's tree or one W2 map, warm, over and over in one process: the
+    median wall time and CPU of the caller's thread and of pel's runtime
+    thread (Linux: ``/proc/self/task/*/schedstat``). Steadier than a first
+    run in a fresh process, so a change of a few percent shows; with
+    ``--against`` (``src`` directories, comma-separated), alternates fresh
+    processes of this checkout and of those."""
+    import json
+    import os
+    import statistics
+    import subprocess
+    import sys
+
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    sources = [here] + [os.path.abspath(src) for src in (against or "").split(",") if src]
+    rows: dict[str, list[list[float]]] = {src: [] for src in sources}
+    for _ in range(rounds):
+        for src in sources:
+            path = [src, *[p for p in sys.path if os.path.abspath(p) != here]]
+            code = _THREADS.format(path=path, runs=runs, w2=workload == "W2")
+            out = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            ).stdout
+            rows[src].extend(json.loads(out.splitlines()[-1]))
+    unit = "map of 200,000 no-ops" if workload == "W2" else "W7 tree (8,191 tasks)"
+    print(f"per {unit}, warm; medians of {rounds} x {runs} runs, ms")
+    print(f"{'pel src':<40} {'wall':>7} {'caller':>7} {'runtime':>8} {'both':>7}")
+    for src, got in rows.items():
+        wall, caller, runtime = (statistics.median(c) * 1e3 for c in zip(*got, strict=True))
+        print(f"{src[-40:]:<40} {wall:7.2f} {caller:7.2f} {runtime:8.2f} {caller + runtime:7.2f}")
+
+
+def profile_round_trip(trips: int = 300) -> None:
+    """W3's round trip, piece by piece: when (after ``submit`` is called)
+    each step of one no-op task's round trip happens, medians over
+    ``trips`` round trips. The steps are timed by wrapping pel's own
+    functions, which adds a few microseconds to each."""
+    import statistics
+
+    import pel
+    from pel import _futures, _runtime
+    from pel.backends.processes import pool
+
+    from . import workloads as wl
+
+    marks: dict[str, float] = {}
+
+    def first(name: str, fn: Any, after: bool = True, when: Any = None) -> Any:
+        def wrapped(*args: Any) -> Any:
+            if not after and (when is None or when(args)):
+                marks.setdefault(name, time.perf_counter())
+            result = fn(*args)
+            if after and (when is None or when(args, result)):
+                marks.setdefault(name, time.perf_counter())
+            return result
+
+        return wrapped
+
+    real = [
+        (_runtime.Runtime, "_turn"),
+        (pool.ProcessesBackend, "send"),
+        (pool.ProcessesBackend, "wait"),
+        (_futures.Future, "set_result"),
+    ]
+    saved = [getattr(cls, name) for cls, name in real]
+    _runtime.Runtime._turn = first(  # type: ignore[method-assign]
+        "runtime's turn begins", saved[0], after=False, when=lambda a: not a[1]
+    )
+    pool.ProcessesBackend.send = first("call written to the worker", saved[1])  # type: ignore[method-assign]
+    pool.ProcessesBackend.wait = first(  # type: ignore[method-assign]
+        "result read", saved[2], when=lambda a, r: bool(r)
+    )
+    _futures.Future.set_result = first("future set", saved[3])  # type: ignore[method-assign]
+    steps = ["submit returned", "runtime's turn begins", "call written to the worker"]
+    steps += ["result read", "future set", "caller awake"]
+    rows = []
+    try:
+        with pel.Executor(2) as ex:
+            for i in range(50):
+                ex.submit(wl.noop, i).result()
+            for i in range(trips):
+                marks.clear()
+                t0 = time.perf_counter()
+                future = ex.submit(wl.noop, i)
+                marks["submit returned"] = time.perf_counter()
+                future.result()
+                marks["caller awake"] = time.perf_counter()
+                if all(step in marks for step in steps):
+                    rows.append([marks[step] - t0 for step in steps])
+    finally:
+        for (cls, name), fn in zip(real, saved, strict=True):
+            setattr(cls, name, fn)
+    print(f"one no-op round trip on 2 workers, medians of {len(rows)}: µs after submit() is called")
+    for j, step in enumerate(steps):
+        print(f"  {step:<28} {statistics.median(r[j] for r in rows) * 1e6:7.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile")
     parser.add_argument(
-        "what", choices=["tasks", "graph", "startup", "shmwrite", "gc", "w6parts", "map"]
+        "what",
+        choices=[
+            "tasks",
+            "graph",
+            "startup",
+            "shmwrite",
+            "gc",
+            "w6parts",
+            "map",
+            "threads",
+            "roundtrip",
+        ],
     )
+    parser.add_argument("workload", nargs="?", choices=["W2", "W7"], default="W7")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--against", help="threads: other pels' src directories, comma-separated")
+    parser.add_argument("--rounds", type=int, default=2, help="threads: processes per src")
     args = parser.parse_args()
-    if args.what == "tasks":
+    if args.what == "threads":
+        profile_threads(args.workload, args.against, args.rounds)
+    elif args.what == "roundtrip":
+        profile_round_trip()
+    elif args.what == "tasks":
         profile_tasks(args.top)
     elif args.what == "graph":
         profile_graph(args.top)
