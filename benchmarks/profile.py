@@ -404,10 +404,10 @@ def profile_threads(workload: str, against: str | None, rounds: int, runs: int =
         for src in sources:
             path = [src, *[p for p in sys.path if os.path.abspath(p) != here]]
             code = _THREADS.format(path=path, runs=runs, w2=workload == "W2")
-            out = subprocess.run(
-                [sys.executable, "-c", code], capture_output=True, text=True, check=True
-            ).stdout
-            rows[src].extend(json.loads(out.splitlines()[-1]))
+            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            if done.returncode:
+                raise SystemExit(f"the run with {src} failed:\n{done.stderr}")
+            rows[src].extend(json.loads(done.stdout.splitlines()[-1]))
     unit = "map of 200,000 no-ops" if workload == "W2" else "W7 tree (8,191 tasks)"
     print(f"per {unit}, warm; medians of {rounds} x {runs} runs, ms")
     print(f"{'pel src':<40} {'wall':>7} {'caller':>7} {'runtime':>8} {'both':>7}")
@@ -450,7 +450,11 @@ def profile_round_trip(trips: int = 300) -> None:
     ]
     saved = [getattr(cls, name) for cls, name in real]
     _runtime.Runtime._turn = first(  # type: ignore[method-assign]
-        "runtime's turn begins", saved[0], after=False, when=lambda a: not a[1]
+        # The turn that takes the submit: no reports, something in the inbox.
+        "runtime's turn begins",
+        saved[0],
+        after=False,
+        when=lambda a: not a[1] and bool(a[0]._inbox),
     )
     pool.ProcessesBackend.send = first("call written to the worker", saved[1])  # type: ignore[method-assign]
     pool.ProcessesBackend.wait = first(  # type: ignore[method-assign]

@@ -189,8 +189,10 @@ class MapRun:
 
     def left(self) -> int:
         """Results not yet handed out (give or take the chunk being read),
-        when the input has a length; else 0."""
-        return 0 if self._total is None else max(0, self._total - self._yielded)
+        when the input has a length and the map is open; else 0."""
+        if self._total is None or self._closed:
+            return 0
+        return max(0, self._total - self._yielded)
 
     def _remaining(self) -> int | None:
         if self._exhausted:

@@ -103,12 +103,16 @@ BACKLOG_WAIT = 0.05
 #: fails in them, say) before the executor gives up instead of restarting more.
 MAX_FAILED_STARTS = 10
 
-#: A result pickled in at most this many bytes is kept, as it came from the
-#: worker, on its future, for as long as the future lives: a task submitted
+#: A result of an immutable type (``KEPT_TYPES``) pickled in at most this many
+#: bytes is kept, as it came from the worker, on its future for as long as
+#: the future lives (at most ~160 bytes more per future): a task submitted
 #: after it finished (a tree submitted while its leaves run) takes it as it
-#: is, not pickled again (W7: 7 in 8 of the arguments). Larger ones are kept
-#: only while a task known to the scheduler still needs them.
-KEEP_PICKLED = 512
+#: is, not pickled again (W7: 7 in 8 of the arguments). Any other result is
+#: kept only while a task known to the scheduler still needs it. Immutable
+#: only: a result changed in place by the caller is then pickled again, as
+#: before, so what a dependent receives does not depend on the result's size.
+KEEP_PICKLED = 128
+KEPT_TYPES = frozenset({int, float, complex, bool, str, bytes, type(None)})
 
 
 class Runtime:
@@ -409,7 +413,11 @@ class Runtime:
                         future.set_result(outcome.value)
                         raw = outcome.raw
                         if raw is not None:
-                            if type(raw) is bytes and len(raw) <= KEEP_PICKLED:
+                            if (
+                                type(raw) is bytes
+                                and len(raw) <= KEEP_PICKLED
+                                and type(outcome.value) in KEPT_TYPES
+                            ):
                                 future._pickled = raw
                             else:
                                 self._raw[key] = raw

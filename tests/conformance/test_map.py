@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import operator
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,22 @@ def test_map_slices_a_list_or_tuple_input(
     items = kind(range(300))
     assert list(ex.map(identity, items, chunksize=chunksize)) == list(range(300))
     assert sorted(ex.map(identity, items, chunksize=chunksize, ordered=False)) == list(range(300))
+
+
+def test_map_hints_how_many_results_are_left(ex: pel.Executor) -> None:
+    """list() sizes its list from the hint: the items not yet handed out
+    when the input has a length (give or take the chunk being read), else
+    no hint; none once the map is closed or done."""
+    results = ex.map(identity, range(1000), chunksize=100)
+    assert operator.length_hint(results) == 1000
+    assert next(results) == 0
+    assert 800 <= operator.length_hint(results) <= 1000
+    results.close()
+    assert operator.length_hint(results) == 0
+    assert operator.length_hint(ex.map(identity, iter(range(10)))) == 0
+    done = ex.map(identity, [1, 2, 3])
+    assert list(done) == [1, 2, 3]
+    assert operator.length_hint(done) == 0
 
 
 def test_map_unordered_yields_every_result(ex: pel.Executor) -> None:

@@ -133,8 +133,9 @@ def test_a_small_result_is_forwarded_as_the_worker_pickled_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A task submitted after its dependency finished (and the scheduler let
-    go of it) takes the worker's pickle kept on the future; a large result
-    is pickled again, from the value."""
+    go of it) takes the worker's pickle kept on the future, if the result is
+    small and immutable; a large one, or a mutable one, is pickled again,
+    from the value (so a change made in place reaches the dependent)."""
     repickled: list[Any] = []
     real_dumps_oob = serialize.dumps_oob
 
@@ -143,11 +144,39 @@ def test_a_small_result_is_forwarded_as_the_worker_pickled_it(
         return real_dumps_oob(obj, store, dedup)
 
     with pel.Executor(1) as ex:
-        small = ex.submit(identity, ("small", 7))
+        small = ex.submit(identity, "small")
         large = ex.submit(identity, "x" * 4000)
-        assert small.result(timeout=60) == ("small", 7)
+        mutable = ex.submit(identity, [1, 2])
+        assert small.result(timeout=60) == "small"
         assert large.result(timeout=60) == "x" * 4000
+        mutable.result(timeout=60).append(3)
         monkeypatch.setattr(serialize, "dumps_oob", counting_dumps_oob)
-        assert ex.submit(identity, small).result(timeout=60) == ("small", 7)
+        assert ex.submit(identity, small).result(timeout=60) == "small"
         assert ex.submit(len, large).result(timeout=60) == 4000
-    assert repickled == ["x" * 4000]
+        assert ex.submit(identity, mutable).result(timeout=60) == [1, 2, 3]
+    assert repickled == ["x" * 4000, [1, 2, 3]]
+
+
+def test_frames_to_a_worker_arrive_whole_when_writes_come_up_short(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The parent's writes to a worker are non-blocking: a frame may go in
+    part, the rest queued until the pipe has room. Every write here takes at
+    most 1,000 bytes (a header, too, may be cut); every call still arrives."""
+    real_writev = os.writev
+    short: list[int] = []
+
+    def short_writev(fd: int, views: list[Any]) -> int:
+        data = b"".join(bytes(v) for v in views)
+        if len(data) > 1000:
+            short.append(len(data))
+        return real_writev(fd, [data[:1000]])
+
+    with pel.Executor(2) as ex:
+        ex.submit(identity, 0).result(timeout=60)  # workers up before the patch
+        monkeypatch.setattr(os, "writev", short_writev)
+        big = [ex.submit(identity, bytes([i]) * 20_000) for i in range(10)]
+        mapped = list(ex.map(identity, range(30_000)))
+        assert [f.result(timeout=60) for f in big] == [bytes([i]) * 20_000 for i in range(10)]
+    assert mapped == list(range(30_000))
+    assert short  # the writes were cut

@@ -1,16 +1,22 @@
-"""FrameReader and write_frame over a real pipe, fed in awkward pieces."""
+"""FrameReader, write_frame and consume over a real pipe, fed in awkward pieces."""
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import os
 import random
-import select
-import threading
 from collections.abc import Iterator
 
 import pytest
 
-from pel.backends.processes.channel import READ_BUFFER, FrameReader, frame, write_frame
+from pel.backends.processes.channel import (
+    READ_BUFFER,
+    FrameReader,
+    consume,
+    frame,
+    write_frame,
+)
 
 
 @pytest.fixture
@@ -36,7 +42,7 @@ def _read_all(reader: FrameReader, fd: int) -> list[bytes]:
 def _payloads(large: bool) -> list[bytes]:
     """Frames of all sizes: around the header's and the read buffer's."""
     rng = random.Random(7)
-    sizes = [1, 7, 8, 9, 100]
+    sizes = [0, 1, 7, 8, 9, 100]
     if large:  # (a byte at a time, these would take seconds)
         sizes += [READ_BUFFER - 8, READ_BUFFER - 9, READ_BUFFER, 3 * READ_BUFFER + 5]
     sizes += [rng.randrange(1, 5000) for _ in range(40 if large else 5)]
@@ -50,12 +56,17 @@ def test_frames_come_back_whole_and_in_order_whatever_the_pieces(
     r, w = pipe
     payloads = _payloads(large=piece > 8)
     stream = b"".join(frame(p) for p in payloads)
+    ends = list(itertools.accumulate(len(frame(p)) for p in payloads))
     reader = FrameReader()
     got: list[bytes] = []
     for start in range(0, len(stream), piece):
-        os.write(w, stream[start : start + piece])
+        written = min(start + piece, len(stream))
+        os.write(w, stream[start:written])
         got += _read_all(reader, r)
-        assert reader.pending() == 0 or len(got) < len(payloads)
+        # Every frame ending here is out; what is pending is the frame cut.
+        done = bisect.bisect_right(ends, written)
+        assert got == payloads[:done]
+        assert reader.pending() == written - (ends[done - 1] if done else 0)
     assert got == payloads
     assert reader.pending() == 0
 
@@ -83,15 +94,30 @@ def test_the_end_of_the_stream_is_none() -> None:
         os.close(r)
 
 
-def test_write_frame_writes_all_of_a_frame_larger_than_the_pipe(pipe: tuple[int, int]) -> None:
+def test_write_frame_finishes_a_frame_after_short_writes(
+    pipe: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write may take fewer bytes than given (a signal, a full pipe):
+    write_frame goes on from where it stopped, header and payload alike."""
     r, w = pipe
-    payload = bytes(range(256)) * 1000  # 256 KB: several pipefuls
+    real_writev = os.writev
+    sizes = itertools.cycle([3, 1, 5000, 7])
+
+    def short_writev(fd: int, views: list[memoryview]) -> int:
+        return real_writev(fd, [b"".join(bytes(v) for v in views)[: next(sizes)]])
+
+    monkeypatch.setattr(os, "writev", short_writev)
     reader = FrameReader()
-    got: list[bytes] = []
-    writer = threading.Thread(target=write_frame, args=(w, payload))
-    writer.start()
-    while not got:
-        select.select([r], [], [], 10)
-        got += _read_all(reader, r)
-    writer.join(10)
-    assert got == [payload]
+    for payload in [b"", b"x", bytes(range(256)) * 40]:
+        write_frame(w, payload)
+        assert _read_all(reader, r) == [payload]
+
+
+def test_consume_drops_what_was_written() -> None:
+    pieces = [b"abc", b"", b"defg", b"h"]
+    stream = b"".join(pieces)
+    for written in range(len(stream) + 1):
+        views = [memoryview(p) for p in pieces]
+        consume(views, written)
+        assert b"".join(bytes(v) for v in views) == stream[written:]
+        assert not views or len(views[0]) > 0  # no empty piece left to write first

@@ -160,12 +160,11 @@ def _by_value_needed(data: bytes) -> bool:
     travel by value (cloudpickle). The C pickler writes every reference to a
     module-level object as its module's name, so a pickle that does not
     contain the bytes ``__main__`` refers to nothing there (a string that
-    happens to hold them only costs the slower path). A script's
-    ``__main__`` is importable: known at a glance, with no pickle to scan
-    (W2's chunks are a few hundred KiB each).
+    happens to hold them only costs the slower path). A large pickle is
+    not scanned where ``__main__`` is importable (a script's is; the answer
+    is kept): W2's chunks are a few hundred KiB each.
     """
-    checked = _main_checked
-    if checked[1] and checked[0] is sys.modules.get("__main__"):
+    if len(data) > 4096 and _main_is_importable():
         return False
     return b"__main__" in data and not _main_is_importable()
 

@@ -96,12 +96,16 @@ def write_frame(fd: int, payload: bytes) -> None:
     """Write one frame to a blocking fd, all of it."""
     views = [memoryview(header(len(payload))), memoryview(payload)]
     while views:
-        written = os.writev(fd, views)
-        while written:
-            if written < len(views[0]):
-                views[0] = views[0][written:]
-                break
-            written -= len(views.pop(0))
+        consume(views, os.writev(fd, views))
+
+
+def consume(views: list[memoryview], written: int) -> None:
+    """Drop the first ``written`` bytes from a list of pieces to write (and
+    any empty piece), in place."""
+    while views and written >= len(views[0]):
+        written -= len(views.pop(0))
+    if written:
+        views[0] = views[0][written:]
 
 
 def read_frame(fd: int) -> bytes:
@@ -120,8 +124,9 @@ def read_frame(fd: int) -> bytes:
     return exactly(size)
 
 
-#: The bytes a :class:`FrameReader` reads into at a time. A frame larger
-#: than what is left of it, and not here whole, gets a buffer of its own.
+#: The bytes a :class:`FrameReader` reads into at a time. A frame that does
+#: not fit in what is left of it moves to its front; one larger than all of
+#: it gets a buffer of its own.
 READ_BUFFER = 1 << 16
 
 
@@ -208,9 +213,9 @@ class FrameReader:
         self._start, self._end = 0, rest
 
     def pending(self) -> int:
-        """Bytes of a frame begun and not yet whole."""
+        """Bytes of a frame begun and not yet whole (its header included)."""
         if self._large is not None:
-            return self._filled + 1
+            return HEADER_SIZE + self._filled
         return self._end - self._start
 
 

@@ -39,7 +39,6 @@ from .channel import (
     DONE,
     DROP,
     DROPPED,
-    HEADER_SIZE,
     INIT_FAILED,
     PRELOAD,
     READY,
@@ -50,6 +49,7 @@ from .channel import (
     STEAL,
     STOP,
     FrameReader,
+    consume,
     header,
     release_pipes,
     resident_bytes,
@@ -66,6 +66,8 @@ __all__ = ["ProcessesBackend", "default_context"]
 
 #: Functions a worker keeps; past this the parent tells it to forget the oldest.
 FUNCTIONS_PER_WORKER = 256
+#: Pieces of queued frames written with one ``writev`` (under IOV_MAX).
+_WRITE_PIECES = 256
 #: How often busy workers' memory is read.
 SAMPLE_SECONDS = 0.1
 #: A worker past ``worker_memory_limit`` retires after its task; one past
@@ -379,12 +381,9 @@ class ProcessesBackend(Backend):
                 written = 0
             except BrokenPipeError:
                 return  # the worker is gone; its sentinel will say so
-            if written == HEADER_SIZE + len(payload):
+            consume(parts, written)
+            if not parts:
                 return
-            if written >= HEADER_SIZE:
-                parts = [parts[1][written - HEADER_SIZE :]]
-            else:
-                parts[0] = parts[0][written:]
             handle.outbox.extend(parts)
             self._watch_writable(handle, True)
         else:
@@ -398,19 +397,19 @@ class ProcessesBackend(Backend):
             self._selector.unregister(handle.fd_out)
 
     def _drain_outbox(self, handle: _WorkerHandle) -> None:
-        while handle.outbox:
-            view = handle.outbox[0]
+        outbox = handle.outbox
+        while outbox:
             try:
-                written = os.write(handle.fd_out, view)
+                written = os.writev(handle.fd_out, outbox[:_WRITE_PIECES])
             except BlockingIOError:
                 return
             except BrokenPipeError:
-                handle.outbox.clear()
+                outbox.clear()
                 break
-            if written < len(view):
-                handle.outbox[0] = view[written:]
-                return
-            handle.outbox.pop(0)
+            full = written < sum(len(view) for view in outbox[:_WRITE_PIECES])
+            consume(outbox, written)
+            if full:
+                return  # the pipe is full: wait until it is writable again
         self._watch_writable(handle, False)
 
     def _announce(self, names: tuple[str, ...]) -> None:
