@@ -180,3 +180,25 @@ def test_frames_to_a_worker_arrive_whole_when_writes_come_up_short(
         assert [f.result(timeout=60) for f in big] == [bytes([i]) * 20_000 for i in range(10)]
     assert mapped == list(range(30_000))
     assert short  # the writes were cut
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/task")
+def test_the_runtime_polls_briefly_then_blocks_while_a_task_runs() -> None:
+    """With one call in flight the runtime thread polls for its result for
+    SPIN_SECONDS, then blocks: a task of 0.3 s costs it next to no CPU."""
+    import threading
+
+    from tasks import sleep_then
+
+    def thread_cpu(tid: int) -> float:
+        with open(f"/proc/self/task/{tid}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e9
+
+    with pel.Executor(2) as ex:
+        assert [ex.submit(identity, i).result(timeout=60) for i in range(50)] == list(range(50))
+        runtime = next(t for t in threading.enumerate() if t.name == "pel-runtime")
+        assert runtime.native_id is not None
+        before = thread_cpu(runtime.native_id)
+        assert ex.submit(sleep_then, 0.3, "done").result(timeout=60) == "done"
+        spent = thread_cpu(runtime.native_id) - before
+    assert spent < 0.05, f"the runtime thread used {spent:.3f} s of CPU during a 0.3 s task"
