@@ -447,6 +447,7 @@ def profile_round_trip(trips: int = 300) -> None:
         (pool.ProcessesBackend, "send"),
         (pool.ProcessesBackend, "wait"),
         (_futures.Future, "set_result"),
+        (pool.os, "writev"),
     ]
     saved = [getattr(cls, name) for cls, name in real]
     _runtime.Runtime._turn = first(  # type: ignore[method-assign]
@@ -461,7 +462,10 @@ def profile_round_trip(trips: int = 300) -> None:
         "result read", saved[2], when=lambda a, r: bool(r)
     )
     _futures.Future.set_result = first("future set", saved[3])  # type: ignore[method-assign]
-    steps = ["submit returned", "runtime's turn begins", "call written to the worker"]
+    # The system call that writes the call to the worker (and wakes it).
+    pool.os.writev = first("writev to the worker begins", saved[4], after=False)  # type: ignore[assignment]
+    steps = ["submit returned", "runtime's turn begins", "writev to the worker begins"]
+    steps += ["call written to the worker"]
     steps += ["result read", "future set", "caller awake"]
     rows = []
     try:
