@@ -58,7 +58,8 @@ class MapResults(chain):  # type: ignore[type-arg]
 
     def __length_hint__(self) -> int:
         """The items not yet handed out, at most (``list()`` sizes its list
-        once, instead of growing it item by item); 0 when the input has no length."""
+        once, instead of growing it item by item); 0 when the input has no
+        length, or the map is closed."""
         return self._run.left()
 
     def close(self) -> None:

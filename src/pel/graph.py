@@ -47,7 +47,8 @@ class Status(enum.Enum):
 
 #: The members as module constants, for the loops that run per task:
 #: ``Status.READY`` is a lookup through the enum's metaclass (~45 ns each,
-#: several per task: 10% of the scheduler's time in W7).
+#: several per task; the runtime thread's CPU per W7 tree fell 12% without
+#: them, docs/benchmarks.md).
 WAITING, READY, ASSIGNED, DELAYED = Status.WAITING, Status.READY, Status.ASSIGNED, Status.DELAYED
 DONE, FAILED, CANCELLED = Status.DONE, Status.FAILED, Status.CANCELLED
 

@@ -68,8 +68,8 @@ __all__ = ["ProcessesBackend", "default_context"]
 FUNCTIONS_PER_WORKER = 256
 #: Pieces of queued frames written with one ``writev`` (under IOV_MAX).
 _WRITE_PIECES = 256
-#: How long the runtime polls for a result before it blocks, when no worker
-#: holds more than one call (see ``_spin``).
+#: How long the runtime polls for a result before it blocks, when no more
+#: calls are in flight than there are workers (see ``_spin``).
 SPIN_SECONDS = 50e-6
 #: How often busy workers' memory is read.
 SAMPLE_SECONDS = 0.1
@@ -402,14 +402,15 @@ class ProcessesBackend(Backend):
     def _drain_outbox(self, handle: _WorkerHandle) -> None:
         outbox = handle.outbox
         while outbox:
+            batch = outbox[:_WRITE_PIECES]
             try:
-                written = os.writev(handle.fd_out, outbox[:_WRITE_PIECES])
+                written = os.writev(handle.fd_out, batch)
             except BlockingIOError:
                 return
             except BrokenPipeError:
                 outbox.clear()
                 break
-            full = written < sum(len(view) for view in outbox[:_WRITE_PIECES])
+            full = written < sum(map(len, batch))
             consume(outbox, written)
             if full:
                 return  # the pipe is full: wait until it is writable again
@@ -470,8 +471,8 @@ class ProcessesBackend(Backend):
     def _spin(self) -> list[tuple[selectors.SelectorKey, int]]:
         """Poll for up to ``SPIN_SECONDS`` before blocking.
 
-        Only while each worker holds at most one call: a caller waiting on
-        each result before its next submit (W3). A thread blocked in a system
+        Only while no more calls are in flight than there are workers: a
+        caller waiting on each result before its next submit (W3). A thread blocked in a system
         call is woken by the writer's call, across cores, which on the VMs
         measured costs more than the task itself; a thread that is polling
         is already running. Each poll releases the GIL.
@@ -608,9 +609,10 @@ class ProcessesBackend(Backend):
             if handle.outbox:
                 os.set_blocking(handle.fd_out, True)
                 try:
-                    for view in handle.outbox:
-                        while view:
-                            view = view[os.write(handle.fd_out, view) :]
+                    while handle.outbox:
+                        consume(
+                            handle.outbox, os.writev(handle.fd_out, handle.outbox[:_WRITE_PIECES])
+                        )
                 except BrokenPipeError:
                     pass
                 handle.outbox.clear()
